@@ -19,7 +19,7 @@ use crate::packet::{flags, Header, Packet, PacketType, HEADER_LEN, JUMBO_DATA_LE
 use crate::rtt::RttEstimator;
 
 /// Which side of the call we are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// We started the call: we send the request and receive the reply.
     Client,
@@ -106,7 +106,7 @@ pub struct Events {
 
 /// One Rx call's protocol state.
 #[derive(Debug)]
-pub struct Call {
+pub struct CallMachine {
     role: Role,
     peer: SocketAddr,
     template: Header,
@@ -138,10 +138,16 @@ pub struct Call {
     abort_out: Option<i32>,
 }
 
-impl Call {
+impl CallMachine {
     /// Creates a call. `template` carries epoch, cid (with channel), call number,
     /// service and security index; seq, serial, type and flags are filled per packet.
-    pub fn new(role: Role, peer: SocketAddr, template: Header, cfg: CallConfig, now: Instant) -> Self {
+    pub fn new(
+        role: Role,
+        peer: SocketAddr,
+        template: Header,
+        cfg: CallConfig,
+        now: Instant,
+    ) -> Self {
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
         let twind = cfg.initial_send_window;
         Self {
@@ -180,6 +186,11 @@ impl Call {
 
     pub fn state(&self) -> &CallState {
         &self.state
+    }
+
+    /// The first sequence number not yet received in order.
+    pub fn rx_next(&self) -> u32 {
+        self.rx_next
     }
 
     pub fn call_number(&self) -> u32 {
@@ -497,8 +508,11 @@ impl Call {
             }
         }
         if self.wants_keepalive() {
-            consider(self.last_heard.max(self.last_ping.map_or(self.last_heard, |p| p.0))
-                + self.cfg.ping_interval);
+            consider(
+                self.last_heard
+                    .max(self.last_ping.map_or(self.last_heard, |p| p.0))
+                    + self.cfg.ping_interval,
+            );
         }
         Some(deadline)
     }
@@ -630,7 +644,9 @@ impl Call {
         } else {
             self.rx_read_seq
         };
-        let n = (self.rx_highest + 1).saturating_sub(first).min(MAX_ACKS as u32);
+        let n = (self.rx_highest + 1)
+            .saturating_sub(first)
+            .min(MAX_ACKS as u32);
         let acks = (0..n)
             .map(|i| {
                 let seq = first + i;

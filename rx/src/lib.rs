@@ -6,9 +6,12 @@
 
 pub mod ack;
 pub mod call;
+mod conn;
+mod endpoint;
 pub mod error;
 pub mod packet;
 mod rtt;
 pub mod security;
 
+pub use endpoint::{Call, Endpoint, EndpointConfig, IncomingCall, Response, Service, Stats};
 pub use error::RxError;

@@ -23,8 +23,8 @@ fn template() -> Header {
 
 /// A client and a server call joined by a link that drops the packets `lose` picks.
 struct Link {
-    client: Call,
-    server: Call,
+    client: CallMachine,
+    server: CallMachine,
     now: Instant,
     client_serial: u32,
     server_serial: u32,
@@ -36,8 +36,8 @@ impl Link {
     fn new(cfg: CallConfig) -> Self {
         let now = Instant::now();
         Self {
-            client: Call::new(Role::Client, addr(7000), template(), cfg.clone(), now),
-            server: Call::new(Role::Server, addr(7001), template(), cfg, now),
+            client: CallMachine::new(Role::Client, addr(7000), template(), cfg.clone(), now),
+            server: CallMachine::new(Role::Server, addr(7001), template(), cfg, now),
             now,
             client_serial: 0,
             server_serial: 0,
@@ -50,9 +50,11 @@ impl Link {
     fn run(&mut self, step: Duration, lose: &mut impl FnMut(usize, &Packet) -> bool) {
         loop {
             let mut out = Vec::new();
-            self.client.poll_transmit(self.now, &mut self.client_serial, &mut out);
+            self.client
+                .poll_transmit(self.now, &mut self.client_serial, &mut out);
             let mut back = Vec::new();
-            self.server.poll_transmit(self.now, &mut self.server_serial, &mut back);
+            self.server
+                .poll_transmit(self.now, &mut self.server_serial, &mut back);
             if out.is_empty() && back.is_empty() {
                 break;
             }
@@ -76,10 +78,12 @@ impl Link {
 }
 
 fn pattern(len: usize, salt: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt))
+        .collect()
 }
 
-fn drain(call: &mut Call) -> Vec<u8> {
+fn drain(call: &mut CallMachine) -> Vec<u8> {
     let mut v = Vec::new();
     while let Some(c) = call.read() {
         v.extend_from_slice(&c);
@@ -87,7 +91,11 @@ fn drain(call: &mut Call) -> Vec<u8> {
     v
 }
 
-fn exchange(req_len: usize, reply_len: usize, mut lose: impl FnMut(usize, &Packet) -> bool) -> Link {
+fn exchange(
+    req_len: usize,
+    reply_len: usize,
+    mut lose: impl FnMut(usize, &Packet) -> bool,
+) -> Link {
     let mut link = Link::new(CallConfig::default());
     let request = pattern(req_len, 1);
     let reply = pattern(reply_len, 2);
@@ -163,7 +171,9 @@ fn survives_pseudo_random_loss() {
 
 #[test]
 fn survives_loss_of_every_ack_but_some() {
-    exchange(200_000, 200_000, |n, p| p.header.packet_type == PacketType::Ack && n % 3 != 0);
+    exchange(200_000, 200_000, |n, p| {
+        p.header.packet_type == PacketType::Ack && n % 3 != 0
+    });
 }
 
 #[test]
@@ -218,7 +228,8 @@ fn ping_is_answered_with_first_packet_one() {
     };
     link.client.on_packet(&header, &body.freeze(), link.now);
     let mut out = Vec::new();
-    link.client.poll_transmit(link.now, &mut link.client_serial, &mut out);
+    link.client
+        .poll_transmit(link.now, &mut link.client_serial, &mut out);
     let reply = Ack::decode(&out[0].payload).unwrap();
     assert_eq!(reply.reason, AckReason::PingResponse);
     assert_eq!(reply.first_packet, 1);
@@ -255,7 +266,12 @@ fn hostile_packets_do_not_panic() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let ty = [PacketType::Data, PacketType::Ack, PacketType::Busy, PacketType::AckAll][(x % 4) as usize];
+        let ty = [
+            PacketType::Data,
+            PacketType::Ack,
+            PacketType::Busy,
+            PacketType::AckAll,
+        ][(x % 4) as usize];
         let header = Header {
             packet_type: ty,
             seq: (x >> 8) as u32 % 600,
@@ -265,11 +281,15 @@ fn hostile_packets_do_not_panic() {
         };
         let len = (x >> 16) as usize % 300;
         let payload: Vec<u8> = (0..len).map(|j| (x >> (j % 56)) as u8).collect();
-        link.client.on_packet(&header, &Bytes::from(payload.clone()), link.now);
-        link.server.on_packet(&header, &Bytes::from(payload), link.now);
+        link.client
+            .on_packet(&header, &Bytes::from(payload.clone()), link.now);
+        link.server
+            .on_packet(&header, &Bytes::from(payload), link.now);
         let mut out = Vec::new();
-        link.client.poll_transmit(link.now, &mut link.client_serial, &mut out);
-        link.server.poll_transmit(link.now, &mut link.server_serial, &mut out);
+        link.client
+            .poll_transmit(link.now, &mut link.client_serial, &mut out);
+        link.server
+            .poll_transmit(link.now, &mut link.server_serial, &mut out);
         let _ = link.client.read();
         let _ = link.server.read();
     }

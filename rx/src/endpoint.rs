@@ -1,0 +1,509 @@
+//! The endpoint: one UDP socket, its connections, and the tasks that drive them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{debug, trace};
+
+use crate::call::{CallConfig, CallState};
+use crate::conn::{CallId, Effects, Table};
+use crate::error::{codes, RxError};
+use crate::packet::{Packet, MAX_DATAGRAM};
+
+/// Settings of an endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    pub call: CallConfig,
+    /// Socket buffer sizes; large so bursts of a window per call are not dropped.
+    pub socket_buffer: usize,
+    /// How often call timers are checked while calls are active.
+    pub tick: Duration,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            call: CallConfig::default(),
+            socket_buffer: 8 << 20,
+            tick: Duration::from_millis(5),
+        }
+    }
+}
+
+/// A call that arrived at one of our services, request complete.
+#[derive(Debug, Clone)]
+pub struct IncomingCall {
+    pub peer: SocketAddr,
+    pub epoch: u32,
+    pub cid: u32,
+    pub service_id: u16,
+    pub request: Bytes,
+}
+
+/// A service's answer: reply bytes or an abort code, and work to run once the
+/// reply is on the wire (AFS requires answering a callback break before acting on it).
+pub struct Response {
+    pub reply: Result<Vec<u8>, i32>,
+    pub after_reply: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Response {
+    pub fn reply(data: Vec<u8>) -> Self {
+        Self {
+            reply: Ok(data),
+            after_reply: None,
+        }
+    }
+
+    pub fn abort(code: i32) -> Self {
+        Self {
+            reply: Err(code),
+            after_reply: None,
+        }
+    }
+}
+
+/// A service reachable on this endpoint's socket.
+pub trait Service: Send + Sync + 'static {
+    fn serve(&self, call: IncomingCall) -> Pin<Box<dyn Future<Output = Response> + Send>>;
+}
+
+/// Counters of an endpoint, for diagnostics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub datagrams_in: AtomicU64,
+    pub datagrams_out: AtomicU64,
+    pub bad_datagrams: AtomicU64,
+    pub send_drops: AtomicU64,
+}
+
+struct Inner {
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    table: Mutex<Table>,
+    timer: Notify,
+    services: RwLock<HashMap<u16, Arc<dyn Service>>>,
+    closed: AtomicBool,
+    stats: Stats,
+    tick: Duration,
+}
+
+/// Aborts the endpoint's tasks when the last `Endpoint` handle goes away.
+struct Tasks(Vec<JoinHandle<()>>, Arc<Inner>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.1.closed.store(true, Ordering::SeqCst);
+        for t in &self.0 {
+            t.abort();
+        }
+        let table = self.1.lock();
+        for slot in table.calls.values() {
+            slot.notify.notify_one();
+        }
+    }
+}
+
+/// An Rx endpoint: makes calls and serves incoming ones over one UDP socket.
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+    _tasks: Arc<Tasks>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("local_addr", &self.inner.local_addr)
+            .finish()
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock leaves consistent-enough state; keep serving.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn apply(self: &Arc<Self>, fx: Effects) {
+        for (to, datagram) in &fx.out {
+            match self.socket.try_send_to(datagram, *to) {
+                Ok(_) => {
+                    self.stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Retransmission recovers it; count so it can be noticed.
+                    self.stats.send_drops.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => trace!(%to, error = %e, "send failed"),
+            }
+        }
+        for n in fx.wake {
+            n.notify_one();
+        }
+        for d in fx.dispatch {
+            self.dispatch(d);
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, d: crate::conn::Dispatch) {
+        let service = self
+            .services
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&d.header.service_id)
+            .cloned();
+        let inner = self.clone();
+        let incoming = IncomingCall {
+            peer: d.peer,
+            epoch: d.header.epoch,
+            cid: d.header.cid,
+            service_id: d.header.service_id,
+            request: d.request,
+        };
+        tokio::spawn(async move {
+            let response = match service {
+                Some(s) => s.serve(incoming).await,
+                None => {
+                    debug!(service = d.header.service_id, "call for unknown service");
+                    Response::abort(codes::RX_INVALID_OPERATION)
+                }
+            };
+            let mut fx = Effects::default();
+            {
+                let mut t = inner.lock();
+                if let Some(slot) = t.calls.get_mut(&d.call) {
+                    match response.reply {
+                        Ok(data) => {
+                            slot.machine.write(&data);
+                            slot.machine.finish_sending();
+                        }
+                        Err(code) => slot.machine.abort(code),
+                    }
+                }
+                t.transmit(d.call, Instant::now(), &mut fx);
+            }
+            inner.apply(fx);
+            inner.timer.notify_one();
+            if let Some(after) = response.after_reply {
+                after();
+            }
+        });
+    }
+
+    async fn recv_loop(self: Arc<Self>) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let (n, from) = match self.socket.recv_from(&mut buf).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // ICMP errors surface here on Linux; they are not fatal.
+                    trace!(error = %e, "recv error");
+                    continue;
+                }
+            };
+            let mut batch = vec![(Bytes::copy_from_slice(&buf[..n]), from)];
+            while batch.len() < 64 {
+                match self.socket.try_recv_from(&mut buf) {
+                    Ok((n, from)) => batch.push((Bytes::copy_from_slice(&buf[..n]), from)),
+                    Err(_) => break,
+                }
+            }
+            self.stats
+                .datagrams_in
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let mut fx = Effects::default();
+            {
+                let now = Instant::now();
+                let mut table = self.lock();
+                for (datagram, from) in batch {
+                    match Packet::parse_datagram(datagram) {
+                        Ok(packets) => {
+                            for p in packets {
+                                table.route(from, p, now, &mut fx);
+                            }
+                        }
+                        Err(e) => {
+                            self.stats.bad_datagrams.fetch_add(1, Ordering::Relaxed);
+                            trace!(%from, error = %e, "dropping bad datagram");
+                        }
+                    }
+                }
+            }
+            let new_calls = !fx.dispatch.is_empty();
+            self.apply(fx);
+            if new_calls {
+                self.timer.notify_one();
+            }
+        }
+    }
+
+    async fn timer_loop(self: Arc<Self>) {
+        loop {
+            let mut fx = Effects::default();
+            let active = self.lock().tick(Instant::now(), &mut fx);
+            self.apply(fx);
+            if active {
+                tokio::time::sleep(self.tick).await;
+            } else {
+                // Sleep until a call starts; wake now and then to collect idle connections.
+                let _ = tokio::time::timeout(Duration::from_secs(30), self.timer.notified()).await;
+            }
+        }
+    }
+}
+
+impl Endpoint {
+    /// Binds a UDP socket (port 0 picks one) and starts the endpoint's tasks.
+    /// Must be called within a tokio runtime.
+    pub async fn bind(addr: SocketAddr, cfg: EndpointConfig) -> io::Result<Self> {
+        let socket = make_socket(addr, cfg.socket_buffer)?;
+        let local_addr = socket.local_addr()?;
+        // A random epoch with the high bit set: connections are then identified by
+        // epoch and id alone, as in OpenAFS.
+        let epoch = rand::random::<u32>() | 0x8000_0000;
+        let inner = Arc::new(Inner {
+            socket,
+            local_addr,
+            table: Mutex::new(Table::new(epoch, rand::random(), cfg.call)),
+            timer: Notify::new(),
+            services: RwLock::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            stats: Stats::default(),
+            tick: cfg.tick,
+        });
+        let tasks = vec![
+            tokio::spawn(inner.clone().recv_loop()),
+            tokio::spawn(inner.clone().timer_loop()),
+        ];
+        debug!(%local_addr, epoch, "rx endpoint up");
+        Ok(Self {
+            _tasks: Arc::new(Tasks(tasks, inner.clone())),
+            inner,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Serves calls for `service_id` that peers make to this endpoint.
+    pub fn register_service(&self, service_id: u16, service: Arc<dyn Service>) {
+        self.inner
+            .services
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service_id, service);
+    }
+
+    /// Starts a call to `service_id` at `peer`. Nothing is sent until data is written.
+    pub fn call(&self, peer: SocketAddr, service_id: u16) -> Call {
+        let id = self
+            .inner
+            .lock()
+            .start_call(peer, service_id, Instant::now());
+        self.inner.timer.notify_one();
+        Call {
+            inner: self.inner.clone(),
+            id,
+            peer,
+            pending: Bytes::new(),
+        }
+    }
+
+    /// Makes a call with a whole request and returns the whole reply.
+    pub async fn make_call(
+        &self,
+        peer: SocketAddr,
+        service_id: u16,
+        request: &[u8],
+    ) -> Result<Vec<u8>, RxError> {
+        let mut call = self.call(peer, service_id);
+        call.write(request).await?;
+        call.finish_sending().await?;
+        let reply = call.read_to_end().await?;
+        Ok(reply)
+    }
+}
+
+/// A client call in progress. Dropping it before it completes aborts it.
+pub struct Call {
+    inner: Arc<Inner>,
+    id: CallId,
+    peer: SocketAddr,
+    /// Reply bytes read from the call but not yet returned (after `read_exact`).
+    pending: Bytes,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// Bytes handed to the call state machine per lock acquisition.
+const WRITE_CHUNK: usize = 16 * crate::call::MAX_PACKET_DATA;
+
+impl Call {
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Runs `f` on the call's state under the lock, then sends what it produced.
+    fn with<R>(&self, f: impl FnOnce(&mut crate::call::CallMachine) -> R) -> Result<R, RxError> {
+        let mut fx = Effects::default();
+        let r = {
+            let mut t = self.inner.lock();
+            let slot = t.calls.get_mut(&self.id).ok_or(RxError::Shutdown)?;
+            let r = f(&mut slot.machine);
+            t.transmit(self.id, Instant::now(), &mut fx);
+            r
+        };
+        self.inner.apply(fx);
+        Ok(r)
+    }
+
+    async fn wait(&self) -> Result<(), RxError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(RxError::Shutdown);
+        }
+        let notify = {
+            let t = self.inner.lock();
+            t.calls
+                .get(&self.id)
+                .ok_or(RxError::Shutdown)?
+                .notify
+                .clone()
+        };
+        notify.notified().await;
+        Ok(())
+    }
+
+    fn failure(state: &CallState) -> Option<RxError> {
+        match state {
+            CallState::Failed(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// Sends request bytes, waiting while the send buffer is full.
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), RxError> {
+        while !data.is_empty() {
+            let taken = self.with(|m| {
+                if let Some(e) = Self::failure(m.state()) {
+                    return Err(e);
+                }
+                if !m.can_send() {
+                    return Ok(0);
+                }
+                let n = data.len().min(WRITE_CHUNK);
+                m.write(&data[..n]);
+                Ok(n)
+            })??;
+            if taken == 0 {
+                self.wait().await?;
+            }
+            data = &data[taken..];
+        }
+        Ok(())
+    }
+
+    /// Ends the request; the server then runs the call and replies.
+    pub async fn finish_sending(&mut self) -> Result<(), RxError> {
+        self.with(|m| match Self::failure(m.state()) {
+            Some(e) => Err(e),
+            None => {
+                m.finish_sending();
+                Ok(())
+            }
+        })?
+    }
+
+    /// The next chunk of the reply in order, or None when the reply is complete.
+    pub async fn read(&mut self) -> Result<Option<Bytes>, RxError> {
+        if !self.pending.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.pending)));
+        }
+        loop {
+            let r = self.with(|m| {
+                if let Some(e) = Self::failure(m.state()) {
+                    return Err(e);
+                }
+                if let Some(chunk) = m.read() {
+                    return Ok(Some(Some(chunk)));
+                }
+                Ok(m.at_eof().then_some(None))
+            })??;
+            match r {
+                Some(chunk) => return Ok(chunk),
+                None => self.wait().await?,
+            }
+        }
+    }
+
+    /// Fills `buf` from the reply; fails with `Eof` if the reply is shorter.
+    pub async fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), RxError> {
+        let mut filled = 0;
+        let mut pending = Bytes::new();
+        while filled < buf.len() {
+            if pending.is_empty() {
+                pending = self.read().await?.ok_or(RxError::Eof { peer: self.peer })?;
+            }
+            let n = pending.len().min(buf.len() - filled);
+            buf[filled..filled + n].copy_from_slice(&pending[..n]);
+            filled += n;
+            pending = pending.slice(n..);
+        }
+        self.pending = pending;
+        Ok(())
+    }
+
+    /// Reads the rest of the reply.
+    pub async fn read_to_end(&mut self) -> Result<Vec<u8>, RxError> {
+        let mut out = BytesMut::new();
+        while let Some(chunk) = self.read().await? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.to_vec())
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        let mut fx = Effects::default();
+        {
+            let mut t = self.inner.lock();
+            t.release(self.id, Instant::now(), &mut fx);
+            t.calls.remove(&self.id);
+        }
+        self.inner.apply(fx);
+    }
+}
+
+fn make_socket(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps these at rmem_max/wmem_max.
+    let _ = socket.set_recv_buffer_size(buffer);
+    let _ = socket.set_send_buffer_size(buffer);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
