@@ -595,7 +595,7 @@ impl CallMachine {
             } else {
                 fl |= flags::MORE_PACKETS;
             }
-            if p.transmissions > 0 || p.seq % 8 == 0 {
+            if p.transmissions > 0 || p.seq.is_multiple_of(8) {
                 fl |= flags::REQUEST_ACK;
             }
             *serial = serial.wrapping_add(1).max(1);
