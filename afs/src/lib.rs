@@ -6,11 +6,18 @@
 //! on-the-wire directory format, CellServDB parsing and abort-code meanings.
 //! Nothing here opens a socket; callers move the bytes over Rx.
 
+pub mod callback;
 pub mod cell;
+pub mod client;
 pub mod dir;
 pub mod error;
+pub mod fs;
+pub mod path;
+pub mod promise;
 pub mod proto;
+pub mod rpc;
 pub mod types;
+pub mod vl;
 pub mod xdr;
 
 pub use error::{AbortCode, ErrorKind};

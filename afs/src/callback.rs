@@ -1,0 +1,211 @@
+//! The cache manager's callback service: how fileservers tell us a promise broke.
+//!
+//! Served on the same socket our calls use (the fileserver calls back the address
+//! it saw us at). Each break or reset is answered first and then published as a
+//! [`CallbackEvent`] to every subscriber, so nothing a subscriber does (such as a
+//! FetchStatus to the same server) can delay the reply the server is waiting for.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rx::{IncomingCall, Response};
+use tokio::sync::broadcast;
+use tracing::{debug, trace};
+
+use crate::promise::PromiseTable;
+use crate::proto::cb::{self as p, CbRequest, CbResponse, CmIdentity};
+use crate::types::{Capabilities, Fid, InterfaceAddr, Uuid, CLIENT_CAPABILITY_ERRORTRANS};
+
+/// The callback service id on the client's socket.
+pub const SERVICE: u16 = 1;
+
+/// A change in the promises a fileserver holds for us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackEvent {
+    /// The server broke its promises on these files. A FID with vnode 0 and
+    /// unique 0 stands for every file of that volume.
+    Broken {
+        server: SocketAddr,
+        fids: Vec<Fid>,
+        at: Instant,
+    },
+    /// The server forgot every promise it gave us (it restarted, or lost its
+    /// record of us) and asked us to start afresh.
+    ServerReset { server: SocketAddr, at: Instant },
+}
+
+/// Counters of the callback service.
+#[derive(Debug, Default)]
+pub struct CallbackStats {
+    pub breaks: AtomicU64,
+    pub fids_broken: AtomicU64,
+    pub resets: AtomicU64,
+    pub probes: AtomicU64,
+}
+
+/// Answers RXAFSCB calls and publishes what they mean.
+pub struct CallbackService {
+    identity: CmIdentity,
+    promises: Arc<PromiseTable>,
+    events: broadcast::Sender<CallbackEvent>,
+    stats: Arc<CallbackStats>,
+}
+
+impl CallbackService {
+    /// A service for a client with `uuid`. We report no interfaces, so a server
+    /// never tries addresses other than the one it saw us at.
+    pub fn new(uuid: Uuid, promises: Arc<PromiseTable>) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        Self {
+            promises,
+            identity: CmIdentity {
+                interfaces: InterfaceAddr {
+                    uuid,
+                    interfaces: Vec::new(),
+                },
+                capabilities: Capabilities(vec![CLIENT_CAPABILITY_ERRORTRANS]),
+            },
+            events,
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<CallbackEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn stats(&self) -> Arc<CallbackStats> {
+        self.stats.clone()
+    }
+
+    /// What a request means for our promises, if anything.
+    fn event_for(&self, req: &CbRequest, server: SocketAddr, at: Instant) -> Option<CallbackEvent> {
+        match req {
+            CbRequest::CallBack { fids, .. } => {
+                self.stats.breaks.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .fids_broken
+                    .fetch_add(fids.len() as u64, Ordering::Relaxed);
+                Some(CallbackEvent::Broken {
+                    server,
+                    fids: fids.clone(),
+                    at,
+                })
+            }
+            CbRequest::InitCallBackState | CbRequest::InitCallBackState3 { .. } => {
+                self.stats.resets.fetch_add(1, Ordering::Relaxed);
+                Some(CallbackEvent::ServerReset { server, at })
+            }
+            CbRequest::Probe | CbRequest::ProbeUuid { .. } => {
+                self.stats.probes.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn handle(&self, call: &IncomingCall) -> Response {
+        let at = Instant::now();
+        let req = match CbRequest::decode(&call.request) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(peer = %call.peer, error = %e, "undecodable callback request");
+                return Response::abort(rx::error::codes::RXGEN_SS_UNMARSHAL);
+            }
+        };
+        trace!(peer = %call.peer, ?req, "callback request");
+        let event = self.event_for(&req, call.peer, at);
+        if let Some(event) = &event {
+            // Forget revoked promises before answering; tell subscribers after.
+            let lost = self.promises.apply(event);
+            trace!(peer = %call.peer, lost = lost.len(), "promises revoked");
+        }
+        let mut response = match p::respond(&req, &self.identity) {
+            CbResponse::Reply(data) => Response::reply(data),
+            CbResponse::Abort(code) => Response::abort(code),
+        };
+        if let Some(event) = event {
+            let events = self.events.clone();
+            response.after_reply = Some(Box::new(move || {
+                // No subscriber is fine: nobody holds anything to invalidate.
+                let _ = events.send(event);
+            }));
+        }
+        response
+    }
+}
+
+impl rx::Service for CallbackService {
+    fn serve(&self, call: IncomingCall) -> Pin<Box<dyn Future<Output = Response> + Send>> {
+        let response = self.handle(&call);
+        Box::pin(async move { response })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::CallBack;
+
+    fn incoming(req: &CbRequest) -> IncomingCall {
+        IncomingCall {
+            peer: "10.0.0.1:7000".parse().unwrap(),
+            epoch: 1,
+            cid: 4,
+            service_id: SERVICE,
+            request: req.encode().into(),
+        }
+    }
+
+    #[test]
+    fn break_is_published_after_reply() {
+        let svc = CallbackService::new(Uuid::random(), Arc::default());
+        let mut rx = svc.subscribe();
+        let fid = Fid::new(536870915, 2, 3);
+        let req = CbRequest::CallBack {
+            fids: vec![fid],
+            callbacks: vec![CallBack::default()],
+        };
+        let resp = svc.handle(&incoming(&req));
+        assert_eq!(resp.reply, Ok(vec![]));
+        assert!(rx.try_recv().is_err(), "nothing before the reply is sent");
+        (resp.after_reply.unwrap())();
+        match rx.try_recv().unwrap() {
+            CallbackEvent::Broken { fids, .. } => assert_eq!(fids, vec![fid]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_and_garbage_requests_abort() {
+        let svc = CallbackService::new(Uuid::random(), Arc::default());
+        let resp = svc.handle(&incoming(&CbRequest::Unknown(9999)));
+        assert_eq!(resp.reply, Err(rx::error::codes::RXGEN_OPCODE));
+        let mut call = incoming(&CbRequest::Probe);
+        call.request = vec![0, 0, 0, 204, 0xff, 0xff, 0xff, 0xff].into();
+        assert_eq!(
+            svc.handle(&call).reply,
+            Err(rx::error::codes::RXGEN_SS_UNMARSHAL)
+        );
+    }
+
+    #[test]
+    fn identity_answers() {
+        let uuid = Uuid::random();
+        let svc = CallbackService::new(uuid, Arc::default());
+        let resp = svc.handle(&incoming(&CbRequest::TellMeAboutYourself));
+        let body = resp.reply.unwrap();
+        let (addr, caps) = p::decode_tell_me_about_yourself_reply(&body).unwrap();
+        assert_eq!(addr.uuid, uuid);
+        assert!(addr.interfaces.is_empty());
+        assert!(caps.has(CLIENT_CAPABILITY_ERRORTRANS));
+        let other = svc.handle(&incoming(&CbRequest::ProbeUuid {
+            client_uuid: Uuid::random(),
+        }));
+        assert_eq!(other.reply, Err(p::PROBE_UUID_MISMATCH));
+    }
+}

@@ -1,0 +1,553 @@
+//! The AFS client: cells, volume locations, path resolution and file operations.
+//!
+//! One [`Client`] owns one Rx endpoint. Its callback service runs on that endpoint,
+//! and every promise a fileserver gives us is recorded in a [`PromiseTable`] that
+//! callback breaks and server resets keep honest.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rx::{Endpoint, EndpointConfig};
+use tokio::io::AsyncRead;
+use tokio::sync::broadcast;
+use tracing::debug;
+
+use crate::callback::{CallbackEvent, CallbackService, CallbackStats};
+use crate::cell::{parse_this_cell, CellConfig, CellPaths, CellServDb};
+use crate::dir::Directory;
+use crate::error::ErrorKind;
+use crate::fs::{FetchStatusReply, FileServer};
+use crate::path::{AfsPath, MountPoint};
+use crate::promise::PromiseTable;
+use crate::rpc::{Error, Result};
+use crate::types::{FetchStatus, Fid, FileType, StoreStatus, Uuid, VolumeType};
+use crate::vl::{VlClient, VolumeLocation};
+
+/// How many symlinks one resolution may follow.
+const MAX_SYMLINKS: usize = 16;
+/// Bytes per FetchData64 call when reading a file.
+const READ_CHUNK: u64 = 4 << 20;
+/// FetchData64 calls in flight per read.
+const READ_PARALLEL: usize = 4;
+
+/// Where to find the cell configuration and how to talk.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// CellServDB path; default `$AFS_CELLSERVDB` or /etc/openafs/CellServDB.
+    pub cellservdb: Option<PathBuf>,
+    /// ThisCell path; default `$AFS_THISCELL` or /etc/openafs/ThisCell.
+    pub thiscell: Option<PathBuf>,
+    /// The local address of our socket (and of our callback service).
+    pub bind: SocketAddr,
+    pub rx: EndpointConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            cellservdb: None,
+            thiscell: None,
+            bind: "0.0.0.0:0".parse().expect("valid address"),
+            rx: EndpointConfig::default(),
+        }
+    }
+}
+
+/// A file or directory found by path.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub cell: String,
+    pub fid: Fid,
+    pub status: FetchStatus,
+    /// The fileserver that answered for it.
+    pub server: SocketAddr,
+    pub volume_type: VolumeType,
+}
+
+/// One directory entry, with its status when it could be fetched.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub name: String,
+    pub fid: Fid,
+    pub status: Option<FetchStatus>,
+}
+
+/// An AFS client.
+pub struct Client {
+    endpoint: Endpoint,
+    cells: CellServDb,
+    this_cell: Option<String>,
+    vl: Mutex<HashMap<String, Arc<VlClient>>>,
+    volumes: Mutex<HashMap<u32, Arc<VolumeLocation>>>,
+    callbacks: Arc<CallbackService>,
+    promises: Arc<PromiseTable>,
+    uuid: Uuid,
+}
+
+impl Client {
+    /// Reads the cell configuration, binds the socket and starts the callback service.
+    pub async fn new(cfg: ClientConfig) -> Result<Self> {
+        let paths = CellPaths::resolve(cfg.cellservdb.as_deref(), cfg.thiscell.as_deref());
+        let cells = CellServDb::load(&paths.cellservdb)
+            .map_err(|e| Error::local(ErrorKind::Other, e.to_string()))?;
+        // ThisCell is optional: paths name their cell.
+        let this_cell = std::fs::read_to_string(&paths.thiscell)
+            .ok()
+            .and_then(|text| parse_this_cell(&text).ok());
+        let endpoint = Endpoint::bind(cfg.bind, cfg.rx).await?;
+        let uuid = Uuid::random();
+        let promises = Arc::new(PromiseTable::new());
+        let callbacks = Arc::new(CallbackService::new(uuid, promises.clone()));
+        endpoint.register_service(crate::callback::SERVICE, callbacks.clone());
+        debug!(local = %endpoint.local_addr(), "AFS client up");
+        Ok(Self {
+            endpoint,
+            cells,
+            this_cell,
+            vl: Mutex::default(),
+            volumes: Mutex::default(),
+            callbacks,
+            promises,
+            uuid,
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    /// The cell named by ThisCell, if configured.
+    pub fn this_cell(&self) -> Option<&str> {
+        self.this_cell.as_deref()
+    }
+
+    /// Callback breaks and server resets as they arrive.
+    pub fn subscribe(&self) -> broadcast::Receiver<CallbackEvent> {
+        self.callbacks.subscribe()
+    }
+
+    pub fn callback_stats(&self) -> Arc<CallbackStats> {
+        self.callbacks.stats()
+    }
+
+    /// The promises fileservers currently hold for us.
+    pub fn promises(&self) -> &PromiseTable {
+        &self.promises
+    }
+
+    fn cell(&self, name: &str) -> Result<&CellConfig> {
+        self.cells.get(name).ok_or_else(|| {
+            Error::local(
+                ErrorKind::NotFound,
+                format!("unknown cell {name} (not in CellServDB)"),
+            )
+        })
+    }
+
+    fn vl(&self, cell: &str) -> Result<Arc<VlClient>> {
+        let config = self.cell(cell)?;
+        let mut map = self.vl.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(map
+            .entry(cell.to_string())
+            .or_insert_with(|| {
+                let servers = config
+                    .vlservers
+                    .iter()
+                    .map(|a| SocketAddr::V4(*a))
+                    .collect();
+                Arc::new(VlClient::new(self.endpoint.clone(), servers))
+            })
+            .clone())
+    }
+
+    /// The VL client of a cell, for callers that need volume information.
+    pub fn vl_client(&self, cell: &str) -> Result<Arc<VlClient>> {
+        self.vl(cell)
+    }
+
+    async fn volume_by_name(&self, cell: &str, name: &str) -> Result<Arc<VolumeLocation>> {
+        let loc = Arc::new(self.vl(cell)?.by_name(name).await?);
+        let mut cache = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
+        for id in loc.ids.iter().filter(|&&id| id != 0) {
+            cache.insert(*id, loc.clone());
+        }
+        Ok(loc)
+    }
+
+    async fn volume_by_id(&self, cell: &str, id: u32) -> Result<Arc<VolumeLocation>> {
+        if let Some(loc) = self
+            .volumes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return Ok(loc.clone());
+        }
+        let loc = Arc::new(self.vl(cell)?.by_id(id).await?);
+        let mut cache = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
+        for id in loc.ids.iter().filter(|&&id| id != 0) {
+            cache.insert(*id, loc.clone());
+        }
+        Ok(loc)
+    }
+
+    /// The fileserver to ask about `fid`.
+    async fn server_for(&self, cell: &str, fid: Fid) -> Result<(FileServer, VolumeType)> {
+        let loc = self.volume_by_id(cell, fid.volume).await?;
+        let vtype = loc.type_of(fid.volume).unwrap_or(VolumeType::ReadWrite);
+        let server = *loc.servers(vtype).first().ok_or_else(|| {
+            Error::local(
+                ErrorKind::VolumeOffline,
+                format!("volume {} has no usable site", loc.name),
+            )
+        })?;
+        Ok((FileServer::new(self.endpoint.clone(), server), vtype))
+    }
+
+    /// A fileserver handle for `node`'s server.
+    pub fn file_server(&self, node: &Node) -> FileServer {
+        FileServer::new(self.endpoint.clone(), node.server)
+    }
+
+    /// FetchStatus, recording the promise that comes with it.
+    pub async fn fetch_status(&self, cell: &str, fid: Fid) -> Result<Node> {
+        let (fs, volume_type) = self.server_for(cell, fid).await?;
+        let reply = fs.fetch_status(fid).await?;
+        self.note_promise(fid, fs.addr(), &reply);
+        Ok(Node {
+            cell: cell.to_string(),
+            fid,
+            status: reply.status,
+            server: fs.addr(),
+            volume_type,
+        })
+    }
+
+    fn note_promise(&self, fid: Fid, server: SocketAddr, reply: &FetchStatusReply) {
+        self.promises
+            .record(fid, server, &reply.callback, Instant::now());
+    }
+
+    /// The root directory of a volume reached through a mount point or as a cell root.
+    async fn volume_root(&self, cell: &str, volume: &str, want: VolumeType) -> Result<Node> {
+        let loc = self.volume_by_name(cell, volume).await?;
+        let vtype = if want == VolumeType::ReadOnly && loc.id(VolumeType::ReadOnly).is_some() {
+            VolumeType::ReadOnly
+        } else {
+            VolumeType::ReadWrite
+        };
+        let id = loc.id(vtype).ok_or_else(|| {
+            Error::local(
+                ErrorKind::NoSuchVolume,
+                format!("volume {volume} has no usable clone"),
+            )
+        })?;
+        self.fetch_status(cell, Fid::new(id, 1, 1)).await
+    }
+
+    /// The whole contents of a small file (directories, symlinks).
+    async fn fetch_all(&self, node: &Node) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(node.status.length() as usize);
+        let fs = self.file_server(node);
+        let reply = fs
+            .fetch_data(node.fid, 0, node.status.length(), |b| {
+                out.extend_from_slice(&b);
+                Ok(())
+            })
+            .await?;
+        self.note_promise(node.fid, node.server, &reply);
+        Ok(out)
+    }
+
+    /// The entries of a directory node.
+    pub async fn read_dir(&self, dir: &Node) -> Result<Directory> {
+        if dir.status.file_type != FileType::Directory {
+            return Err(Error::local(ErrorKind::NotDirectory, "not a directory"));
+        }
+        let data = self.fetch_all(dir).await?;
+        Directory::parse(&data).map_err(|e| Error::local(ErrorKind::Protocol, e.to_string()))
+    }
+
+    /// Resolves a path to its node, following mount points and symlinks.
+    pub async fn resolve(&self, path: &str) -> Result<Node> {
+        self.resolve_parsed(AfsPath::parse(path)?, true)
+            .await
+            .map_err(|e| e.at(path))
+    }
+
+    /// Resolves the parent of a path; returns it with the final name.
+    pub async fn resolve_parent(&self, path: &str) -> Result<(Node, String)> {
+        let parsed = AfsPath::parse(path)?;
+        let (parent, name) = parsed.split_last().ok_or_else(|| {
+            Error::local(ErrorKind::Other, "the cell root has no parent").at(path)
+        })?;
+        let name = name.to_string();
+        let dir = self
+            .resolve_parsed(parent, true)
+            .await
+            .map_err(|e| e.at(path))?;
+        Ok((dir, name))
+    }
+
+    async fn resolve_parsed(&self, path: AfsPath, follow_last: bool) -> Result<Node> {
+        let mut pending: Vec<String> = path.components.into_iter().rev().collect();
+        let cell = path.cell;
+        let mut stack = vec![
+            self.volume_root(&cell, "root.cell", VolumeType::ReadOnly)
+                .await?,
+        ];
+        let mut symlinks = 0;
+        while let Some(name) = pending.pop() {
+            let dir = stack.last().expect("stack holds the root").clone();
+            if name == ".." {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+                continue;
+            }
+            let entries = self.read_dir(&dir).await?;
+            let fid = entries
+                .lookup(&name)
+                .ok_or_else(|| Error::local(ErrorKind::NotFound, "no such file or directory"))?
+                .fid(dir.fid.volume);
+            let mut node = self.fetch_status(&cell, fid).await?;
+            let last = pending.is_empty();
+            if node.status.file_type == FileType::Symlink && (!last || follow_last) {
+                let target = self.fetch_all(&node).await?;
+                if let Some(mp) = MountPoint::parse(&target) {
+                    if mp.cell.as_deref().is_some_and(|c| c != cell) {
+                        return Err(Error::local(
+                            ErrorKind::Other,
+                            "cross-cell mount points are not supported",
+                        ));
+                    }
+                    let want = if mp.rw || dir.volume_type != VolumeType::ReadOnly {
+                        VolumeType::ReadWrite
+                    } else {
+                        VolumeType::ReadOnly
+                    };
+                    node = self.volume_root(&cell, &mp.volume, want).await?;
+                } else {
+                    symlinks += 1;
+                    if symlinks > MAX_SYMLINKS {
+                        return Err(Error::local(
+                            ErrorKind::Other,
+                            "too many levels of symbolic links",
+                        ));
+                    }
+                    let text = String::from_utf8_lossy(&target).into_owned();
+                    if text.starts_with('/') {
+                        let target = AfsPath::parse(&text)?;
+                        if target.cell != cell {
+                            return Err(Error::local(ErrorKind::Other, "symlink leaves the cell"));
+                        }
+                        stack.truncate(1);
+                        pending.extend(target.components.into_iter().rev());
+                    } else {
+                        pending.extend(
+                            text.split('/')
+                                .filter(|c| !c.is_empty() && *c != ".")
+                                .map(String::from)
+                                .rev(),
+                        );
+                    }
+                    continue;
+                }
+            }
+            if !last && node.status.file_type != FileType::Directory {
+                return Err(Error::local(ErrorKind::NotDirectory, "not a directory"));
+            }
+            stack.push(node);
+        }
+        Ok(stack.pop().expect("stack holds the root"))
+    }
+
+    /// Lists a directory with the status of each entry (InlineBulkStatus, 50 at a time).
+    pub async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
+        let dir = self.resolve(path).await?;
+        let entries = self.read_dir(&dir).await.map_err(|e| e.at(path))?;
+        let mut out: Vec<DirEntry> = entries
+            .entries()
+            .filter(|e| !e.is_dot_or_dotdot())
+            .map(|e| DirEntry {
+                name: e.name_str().into_owned(),
+                fid: e.fid(dir.fid.volume),
+                status: None,
+            })
+            .collect();
+        let fs = self.file_server(&dir);
+        for batch in out.chunks_mut(crate::types::AFS_CB_MAX) {
+            let fids: Vec<Fid> = batch.iter().map(|e| e.fid).collect();
+            let reply = fs.inline_bulk_status(&fids).await.map_err(|e| e.at(path))?;
+            for (entry, st) in batch.iter_mut().zip(reply.entries) {
+                if st.status.error_code == 0 {
+                    self.promises
+                        .record(entry.fid, fs.addr(), &st.callback, Instant::now());
+                    entry.status = Some(st.status);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Streams a whole file to `sink` in order, several FetchData64 calls in flight.
+    pub async fn read(
+        &self,
+        path: &str,
+        sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<Node> {
+        let node = self.resolve(path).await?;
+        if node.status.file_type == FileType::Directory {
+            return Err(Error::local(ErrorKind::IsDirectory, "is a directory").at(path));
+        }
+        self.read_node(&node, sink).await.map_err(|e| e.at(path))?;
+        Ok(node)
+    }
+
+    /// Streams the bytes of `node` as of its status, chunks fetched in parallel.
+    pub async fn read_node(
+        &self,
+        node: &Node,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let len = node.status.length();
+        let mut inflight = std::collections::VecDeque::new();
+        let mut next = 0u64;
+        while next < len || !inflight.is_empty() {
+            while next < len && inflight.len() < READ_PARALLEL {
+                let n = READ_CHUNK.min(len - next);
+                let fs = self.file_server(node);
+                let fid = node.fid;
+                let pos = next;
+                inflight.push_back(tokio::spawn(async move {
+                    let mut buf: Vec<Bytes> = Vec::new();
+                    let reply = fs
+                        .fetch_data(fid, pos, n, |b| {
+                            buf.push(b);
+                            Ok(())
+                        })
+                        .await?;
+                    Ok::<_, Error>((buf, reply))
+                }));
+                next += n;
+            }
+            let task = inflight.pop_front().expect("a read is in flight");
+            let (chunks, reply) = task
+                .await
+                .map_err(|e| Error::local(ErrorKind::Other, format!("read task failed: {e}")))??;
+            self.note_promise(node.fid, node.server, &reply);
+            for c in chunks {
+                sink(&c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `len` bytes from `data` as the whole new contents of `path`,
+    /// creating the file if needed.
+    pub async fn write(
+        &self,
+        path: &str,
+        data: impl AsyncRead + Unpin,
+        len: u64,
+        progress: impl FnMut(u64),
+    ) -> Result<Node> {
+        let (dir, name) = self.resolve_parent(path).await?;
+        let fid = match self.lookup_in(&dir, &name).await.map_err(|e| e.at(path))? {
+            Some(fid) => fid,
+            None => {
+                let fs = self.file_server(&dir);
+                let status = StoreStatus::new().with_mode(0o644);
+                let created = fs.create_file(dir.fid, &name, &status).await;
+                match created {
+                    Ok(reply) => reply.fid,
+                    // Someone created it meanwhile: use theirs.
+                    Err(e) if e.kind() == ErrorKind::Exists => self
+                        .lookup_in(&dir, &name)
+                        .await?
+                        .ok_or_else(|| e.at(path))?,
+                    Err(e) => return Err(e.at(path)),
+                }
+            }
+        };
+        let fs = self.file_server(&dir);
+        let reply = fs
+            .store_data(fid, &StoreStatus::new(), 0, len, len, data, progress)
+            .await
+            .map_err(|e| e.at(path))?;
+        Ok(Node {
+            cell: dir.cell.clone(),
+            fid,
+            status: reply.status,
+            server: fs.addr(),
+            volume_type: dir.volume_type,
+        })
+    }
+
+    async fn lookup_in(&self, dir: &Node, name: &str) -> Result<Option<Fid>> {
+        let entries = self.read_dir(dir).await?;
+        Ok(entries.lookup(name).map(|e| e.fid(dir.fid.volume)))
+    }
+
+    /// Removes a file (or symlink, or mount point).
+    pub async fn remove(&self, path: &str) -> Result<()> {
+        let (dir, name) = self.resolve_parent(path).await?;
+        self.file_server(&dir)
+            .remove_file(dir.fid, &name)
+            .await
+            .map_err(|e| e.at(path))?;
+        Ok(())
+    }
+
+    /// Removes an empty directory.
+    pub async fn remove_dir(&self, path: &str) -> Result<()> {
+        let (dir, name) = self.resolve_parent(path).await?;
+        self.file_server(&dir)
+            .remove_dir(dir.fid, &name)
+            .await
+            .map_err(|e| e.at(path))?;
+        Ok(())
+    }
+
+    pub async fn mkdir(&self, path: &str) -> Result<Fid> {
+        let (dir, name) = self.resolve_parent(path).await?;
+        let status = StoreStatus::new().with_mode(0o755);
+        let reply = self
+            .file_server(&dir)
+            .make_dir(dir.fid, &name, &status)
+            .await
+            .map_err(|e| e.at(path))?;
+        Ok(reply.fid)
+    }
+
+    /// Makes a mount point for `volume` at `path` (a symlink with mode 0644).
+    pub async fn make_mount_point(&self, path: &str, volume: &str, rw: bool) -> Result<Fid> {
+        let (dir, name) = self.resolve_parent(path).await?;
+        let status = StoreStatus::new().with_mode(0o644);
+        let reply = self
+            .file_server(&dir)
+            .symlink(dir.fid, &name, &MountPoint::contents(volume, rw), &status)
+            .await
+            .map_err(|e| e.at(path))?;
+        Ok(reply.fid)
+    }
+
+    /// Tells every fileserver we hold promises from that we hold none, so they
+    /// stop sending breaks to a client that is going away.
+    pub async fn give_up_callbacks(&self) {
+        for server in self.promises.servers() {
+            let fs = FileServer::new(self.endpoint.clone(), server);
+            let _ = tokio::time::timeout(Duration::from_secs(2), fs.give_up_all_callbacks()).await;
+        }
+        self.promises.clear();
+    }
+}

@@ -1,0 +1,223 @@
+//! RXAFS: the fileserver interface, as a client.
+//!
+//! Whole-message calls go through [`rpc::call`]; FetchData64 and StoreData64 stream
+//! their bytes so that files of any size move without being held in memory.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use rx::Endpoint;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::proto::fs as p;
+use crate::rpc::{self, args, Error, Result};
+use crate::types::{Capabilities, FetchVolumeStatus, Fid, StoreStatus};
+
+/// The fileserver's Rx service id.
+pub const SERVICE: u16 = 1;
+/// The fileserver's default UDP port.
+pub const PORT: u16 = 7000;
+
+pub use p::{
+    BulkStatusReply, CreateReply, FetchStatusReply, RenameReply, StatusReply, SymlinkReply,
+};
+
+/// Calls to one fileserver.
+#[derive(Debug, Clone)]
+pub struct FileServer {
+    endpoint: Endpoint,
+    addr: SocketAddr,
+}
+
+impl FileServer {
+    pub fn new(endpoint: Endpoint, addr: SocketAddr) -> Self {
+        Self { endpoint, addr }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn call<T>(
+        &self,
+        request: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, crate::xdr::XdrError>,
+    ) -> Result<T> {
+        rpc::call(&self.endpoint, self.addr, SERVICE, request, decode).await
+    }
+
+    /// Status of a file and a callback promise on it.
+    pub async fn fetch_status(&self, fid: Fid) -> Result<FetchStatusReply> {
+        self.call(&p::fetch_status_args(fid), p::decode_fetch_status_reply)
+            .await
+    }
+
+    /// Status of up to 50 files at once; each entry carries its own error code.
+    pub async fn inline_bulk_status(&self, fids: &[Fid]) -> Result<BulkStatusReply> {
+        let req = args(p::inline_bulk_status_args(fids))?;
+        self.call(&req, p::decode_inline_bulk_status_reply).await
+    }
+
+    /// Reads `len` bytes at `pos`, handing each chunk to `sink` as it arrives.
+    /// Returns the file's status after the read (and a new callback promise).
+    pub async fn fetch_data(
+        &self,
+        fid: Fid,
+        pos: u64,
+        len: u64,
+        mut sink: impl FnMut(Bytes) -> std::io::Result<()>,
+    ) -> Result<FetchStatusReply> {
+        let mut call = self.endpoint.call(self.addr, SERVICE);
+        call.write(&p::fetch_data64_args(fid, pos, len)).await?;
+        call.finish_sending().await?;
+        let mut word = [0u8; 8];
+        call.read_exact(&mut word).await?;
+        let bad = |source| Error::BadReply {
+            server: self.addr,
+            source,
+        };
+        let mut remaining = p::decode_fetch_data64_length(&word).map_err(bad)?;
+        if remaining > len {
+            return Err(bad(crate::xdr::XdrError::Invalid {
+                what: "FetchData64 length",
+                value: remaining.min(u64::from(u32::MAX)) as u32,
+            }));
+        }
+        while remaining > 0 {
+            let mut chunk = call
+                .read()
+                .await?
+                .ok_or(rx::RxError::Eof { peer: self.addr })?;
+            if chunk.len() as u64 > remaining {
+                // The trailer begins inside this chunk: keep it for below.
+                let tail = chunk.split_off(remaining as usize);
+                sink(chunk)?;
+                return self.finish_fetch(call, tail).await;
+            }
+            remaining -= chunk.len() as u64;
+            sink(chunk)?;
+        }
+        self.finish_fetch(call, Bytes::new()).await
+    }
+
+    async fn finish_fetch(&self, mut call: rx::Call, head: Bytes) -> Result<FetchStatusReply> {
+        let mut trailer = head.to_vec();
+        trailer.extend(call.read_to_end().await?);
+        p::decode_fetch_data_trailer(&trailer).map_err(|source| Error::BadReply {
+            server: self.addr,
+            source,
+        })
+    }
+
+    /// Writes `len` bytes from `data` at `pos`; the file's length becomes `file_length`.
+    pub async fn store_data(
+        &self,
+        fid: Fid,
+        status: &StoreStatus,
+        pos: u64,
+        len: u64,
+        file_length: u64,
+        mut data: impl AsyncRead + Unpin,
+        mut progress: impl FnMut(u64),
+    ) -> Result<StatusReply> {
+        let mut call = self.endpoint.call(self.addr, SERVICE);
+        call.write(&p::store_data64_args(fid, status, pos, len, file_length))
+            .await?;
+        let mut buf = vec![0u8; 256 << 10];
+        let mut left = len;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = data.read(&mut buf[..want]).await?;
+            if n == 0 {
+                // Abort rather than store a short file.
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("source ended {left} bytes early"),
+                )));
+            }
+            call.write(&buf[..n]).await?;
+            left -= n as u64;
+            progress(n as u64);
+        }
+        call.finish_sending().await?;
+        let reply = call.read_to_end().await?;
+        p::decode_store_reply(&reply).map_err(|source| Error::BadReply {
+            server: self.addr,
+            source,
+        })
+    }
+
+    pub async fn create_file(
+        &self,
+        dir: Fid,
+        name: &str,
+        status: &StoreStatus,
+    ) -> Result<CreateReply> {
+        let req = args(p::create_file_args(dir, name, status))?;
+        self.call(&req, p::decode_create_file_reply).await
+    }
+
+    pub async fn make_dir(
+        &self,
+        dir: Fid,
+        name: &str,
+        status: &StoreStatus,
+    ) -> Result<CreateReply> {
+        let req = args(p::make_dir_args(dir, name, status))?;
+        self.call(&req, p::decode_make_dir_reply).await
+    }
+
+    pub async fn remove_file(&self, dir: Fid, name: &str) -> Result<StatusReply> {
+        let req = args(p::remove_file_args(dir, name))?;
+        self.call(&req, p::decode_remove_file_reply).await
+    }
+
+    pub async fn remove_dir(&self, dir: Fid, name: &str) -> Result<StatusReply> {
+        let req = args(p::remove_dir_args(dir, name))?;
+        self.call(&req, p::decode_remove_dir_reply).await
+    }
+
+    pub async fn symlink(
+        &self,
+        dir: Fid,
+        name: &str,
+        target: &str,
+        status: &StoreStatus,
+    ) -> Result<SymlinkReply> {
+        let req = args(p::symlink_args(dir, name, target, status))?;
+        self.call(&req, p::decode_symlink_reply).await
+    }
+
+    pub async fn rename(
+        &self,
+        old_dir: Fid,
+        old: &str,
+        new_dir: Fid,
+        new: &str,
+    ) -> Result<RenameReply> {
+        let req = args(p::rename_args(old_dir, old, new_dir, new))?;
+        self.call(&req, p::decode_rename_reply).await
+    }
+
+    pub async fn get_volume_status(&self, volume: u32) -> Result<FetchVolumeStatus> {
+        self.call(
+            &p::get_volume_status_args(volume),
+            p::decode_get_volume_status_reply,
+        )
+        .await
+    }
+
+    pub async fn get_capabilities(&self) -> Result<Capabilities> {
+        self.call(
+            &p::get_capabilities_args(),
+            p::decode_get_capabilities_reply,
+        )
+        .await
+    }
+
+    /// Tells the server we hold no more promises from it (before exiting).
+    pub async fn give_up_all_callbacks(&self) -> Result<()> {
+        self.call(&p::give_up_all_callbacks_args(), p::decode_empty_reply)
+            .await
+    }
+}

@@ -1,0 +1,109 @@
+//! Making AFS calls over Rx: the client's error type and the call-and-decode step.
+
+use std::net::SocketAddr;
+
+use rx::{Endpoint, RxError};
+
+use crate::error::{AbortCode, ErrorKind};
+use crate::xdr::XdrError;
+
+/// What went wrong in an AFS operation, with the meaning a user needs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server refused: permission denied, no such file, volume offline...
+    #[error("{code}")]
+    Aborted { server: SocketAddr, code: AbortCode },
+    /// The server could not be reached, or the call died.
+    #[error("{0}")]
+    Rx(RxError),
+    /// The server's reply did not decode.
+    #[error("malformed reply from {server}: {source}")]
+    BadReply {
+        server: SocketAddr,
+        source: XdrError,
+    },
+    /// Our own arguments could not be encoded (a name too long, for instance).
+    #[error("invalid argument: {0}")]
+    BadArgument(XdrError),
+    /// A condition found without asking a server.
+    #[error("{message}")]
+    Local { kind: ErrorKind, message: String },
+    /// An operation on a path failed.
+    #[error("{path}: {source}")]
+    At { path: String, source: Box<Error> },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The class of failure, for programs that react to it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Aborted { code, .. } => code.kind(),
+            Error::Rx(e) if e.is_unreachable() => ErrorKind::ServerUnreachable,
+            Error::Rx(_) | Error::BadReply { .. } => ErrorKind::Protocol,
+            Error::BadArgument(_) => ErrorKind::Other,
+            Error::Local { kind, .. } => *kind,
+            Error::At { source, .. } => source.kind(),
+            Error::Io(_) => ErrorKind::Other,
+        }
+    }
+
+    pub fn local(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error::Local {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Attaches the path the operation was about.
+    pub fn at(self, path: impl Into<String>) -> Self {
+        match self {
+            e @ Error::At { .. } => e,
+            e => Error::At {
+                path: path.into(),
+                source: Box::new(e),
+            },
+        }
+    }
+
+    /// The abort code, when the server refused.
+    pub fn abort_code(&self) -> Option<i32> {
+        match self {
+            Error::Aborted { code, .. } => Some(code.code()),
+            Error::At { source, .. } => source.abort_code(),
+            _ => None,
+        }
+    }
+}
+
+impl From<RxError> for Error {
+    fn from(e: RxError) -> Self {
+        match e {
+            RxError::Aborted { peer, code } => Error::Aborted {
+                server: peer,
+                code: AbortCode(code),
+            },
+            e => Error::Rx(e),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Sends a whole request and decodes the whole reply.
+pub async fn call<T>(
+    endpoint: &Endpoint,
+    server: SocketAddr,
+    service: u16,
+    request: &[u8],
+    decode: impl FnOnce(&[u8]) -> Result<T, XdrError>,
+) -> Result<T> {
+    let reply = endpoint.make_call(server, service, request).await?;
+    decode(&reply).map_err(|source| Error::BadReply { server, source })
+}
+
+/// Maps an argument-encoding failure.
+pub fn args(r: Result<Vec<u8>, XdrError>) -> Result<Vec<u8>> {
+    r.map_err(Error::BadArgument)
+}

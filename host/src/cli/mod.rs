@@ -1,0 +1,127 @@
+//! Command-line parsing and the commands.
+
+mod files;
+mod watch;
+
+use std::path::PathBuf;
+
+use afs::client::{Client, ClientConfig};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+/// An AFS client that speaks Rx to OpenAFS cells.
+#[derive(Debug, Parser)]
+#[command(name = "afs-wasm", version, about)]
+pub struct Args {
+    /// CellServDB to read (default: $AFS_CELLSERVDB, then /etc/openafs/CellServDB).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cellservdb: Option<PathBuf>,
+    /// ThisCell to read (default: $AFS_THISCELL, then /etc/openafs/ThisCell).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub thiscell: Option<PathBuf>,
+    /// Cell for paths that do not start with /afs/ (default: ThisCell).
+    #[arg(long, global = true, env = "AFS_CELL")]
+    pub cell: Option<String>,
+    /// More logging (-v: debug, -vv: trace); also shows counters at exit.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List a directory.
+    Ls {
+        path: String,
+        /// Show type, mode, length and data version.
+        #[arg(short, long)]
+        long: bool,
+    },
+    /// Show a file's status.
+    Stat { paths: Vec<String> },
+    /// Write files to standard output.
+    Cat { paths: Vec<String> },
+    /// Store a local file (or standard input, `-`) as an AFS file.
+    Put { source: String, path: String },
+    /// Remove files.
+    Rm { paths: Vec<String> },
+    /// Remove empty directories.
+    Rmdir { paths: Vec<String> },
+    /// Make directories.
+    Mkdir { paths: Vec<String> },
+    /// Make a mount point for a volume.
+    Mkmount {
+        path: String,
+        volume: String,
+        /// Always use the read-write volume (`%vol.`).
+        #[arg(long)]
+        rw: bool,
+    },
+    /// Print a line each time one of the files changes.
+    Watch {
+        paths: Vec<String>,
+        /// Stop after this many changes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AFS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Turns `dir/file` into `/afs/<cell>/dir/file`.
+pub fn absolute(client: &Client, cell: Option<&str>, path: &str) -> Result<String> {
+    if path.starts_with("/afs/") {
+        return Ok(path.to_string());
+    }
+    let cell = cell
+        .or(client.this_cell())
+        .context("relative path but no cell: give --cell, set AFS_CELL or configure ThisCell")?;
+    Ok(format!("/afs/{cell}/{}", path.trim_start_matches('/')))
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let client = Client::new(ClientConfig {
+        cellservdb: args.cellservdb.clone(),
+        thiscell: args.thiscell.clone(),
+        ..ClientConfig::default()
+    })
+    .await?;
+    let cell = args.cell.as_deref();
+    let abs = |p: &str| absolute(&client, cell, p);
+    let result = match &args.command {
+        Command::Ls { path, long } => files::ls(&client, &abs(path)?, *long).await,
+        Command::Stat { paths } => files::stat(&client, &map(paths, abs)?).await,
+        Command::Cat { paths } => files::cat(&client, &map(paths, abs)?).await,
+        Command::Put { source, path } => files::put(&client, source, &abs(path)?).await,
+        Command::Rm { paths } => files::rm(&client, &map(paths, abs)?).await,
+        Command::Rmdir { paths } => files::rmdir(&client, &map(paths, abs)?).await,
+        Command::Mkdir { paths } => files::mkdir(&client, &map(paths, abs)?).await,
+        Command::Mkmount { path, volume, rw } => {
+            client.make_mount_point(&abs(path)?, volume, *rw).await?;
+            Ok(())
+        }
+        Command::Watch { paths, count } => watch::watch(&client, &map(paths, abs)?, *count).await,
+    };
+    if args.verbose > 0 {
+        files::print_stats(&client);
+    }
+    client.give_up_callbacks().await;
+    result
+}
+
+fn map(paths: &[String], f: impl Fn(&str) -> Result<String>) -> Result<Vec<String>> {
+    paths.iter().map(|p| f(p)).collect()
+}

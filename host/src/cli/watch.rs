@@ -1,0 +1,116 @@
+//! `afs-wasm watch`: hold callback promises on files and report each change.
+//!
+//! A break (or a server reset) makes us fetch the file's status again, which also
+//! renews the promise; a line is printed only when the data version moved.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use afs::callback::CallbackEvent;
+use afs::client::{Client, Node};
+use afs::promise::EXPIRY_MARGIN;
+use afs::types::Fid;
+use anyhow::Result;
+use tokio::sync::broadcast::error::RecvError;
+
+struct Watched {
+    path: String,
+    node: Node,
+}
+
+pub async fn watch(client: &Client, paths: &[String], count: Option<u64>) -> Result<()> {
+    let mut events = client.subscribe();
+    let mut files: HashMap<Fid, Watched> = HashMap::new();
+    for p in paths {
+        let node = client.resolve(p).await?;
+        files.insert(node.fid, Watched { path: p.clone(), node });
+    }
+    eprintln!("watching {} file(s)", files.len());
+    let mut changes = 0u64;
+    let mut out = std::io::stdout();
+    loop {
+        let renew_in = next_renewal(client, &files);
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = tokio::time::sleep(renew_in) => {
+                // Promises about to expire: renew them (and notice missed changes).
+                let due: Vec<Fid> = files.keys().copied()
+                    .filter(|f| !client.promises().is_valid(*f, Instant::now()))
+                    .collect();
+                changes += recheck(client, &mut files, &due, None, &mut out).await?;
+                if count.is_some_and(|c| changes >= c) { return Ok(()); }
+                continue;
+            }
+        };
+        let (affected, at): (Vec<Fid>, Instant) = match event {
+            Ok(CallbackEvent::Broken { fids, at, .. }) => (
+                files
+                    .keys()
+                    .copied()
+                    .filter(|f| fids.iter().any(|b| b == f || (b.vnode == 0 && b.unique == 0 && b.volume == f.volume)))
+                    .collect(),
+                at,
+            ),
+            Ok(CallbackEvent::ServerReset { server, at }) => (
+                files
+                    .values()
+                    .filter(|w| w.node.server == server)
+                    .map(|w| w.node.fid)
+                    .collect(),
+                at,
+            ),
+            Err(RecvError::Lagged(_)) => (files.keys().copied().collect(), Instant::now()),
+            Err(RecvError::Closed) => return Ok(()),
+        };
+        changes += recheck(client, &mut files, &affected, Some(at), &mut out).await?;
+        if count.is_some_and(|c| changes >= c) {
+            return Ok(());
+        }
+    }
+}
+
+/// How long until the first promise enters its expiry margin.
+fn next_renewal(client: &Client, files: &HashMap<Fid, Watched>) -> Duration {
+    let now = Instant::now();
+    files
+        .keys()
+        .map(|f| match client.promises().get(*f) {
+            Some(p) => p.expires.saturating_duration_since(now + EXPIRY_MARGIN),
+            None => Duration::ZERO,
+        })
+        .min()
+        .unwrap_or(Duration::from_secs(3600))
+        .max(Duration::from_millis(100))
+}
+
+/// Fetches status again; prints and counts files whose data version moved.
+async fn recheck(
+    client: &Client,
+    files: &mut HashMap<Fid, Watched>,
+    fids: &[Fid],
+    broke_at: Option<Instant>,
+    out: &mut impl Write,
+) -> Result<u64> {
+    let mut changed = 0;
+    for fid in fids {
+        let Some(w) = files.get_mut(fid) else { continue };
+        let node = match client.fetch_status(&w.node.cell, *fid).await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("afs-wasm: {}: {e}", w.path);
+                continue;
+            }
+        };
+        let old = w.node.status.data_version();
+        let new = node.status.data_version();
+        w.node = node;
+        if new != old {
+            changed += 1;
+            let delay = broke_at.map_or(String::from("-"), |t| format!("{:.1}ms", t.elapsed().as_secs_f64() * 1e3));
+            writeln!(out, "{} dv={} length={} delay={}", w.path, new, w.node.status.length(), delay)?;
+            out.flush()?;
+        }
+    }
+    Ok(changed)
+}

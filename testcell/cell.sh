@@ -1,0 +1,686 @@
+#!/usr/bin/env bash
+# cell.sh - run a real OpenAFS 1.8.9 cell on this machine for tests and benchmarks.
+#
+# The servers (ptserver, vlserver, DAFS salvageserver + dafileserver, davolserver) run without
+# bosserver inside private namespaces held by one "holder" process:
+#   * net: a veth pair; servers on 10.254.0.2/30 inside, 10.254.0.1/30 on the host side. The
+#     namespace has no other route: nothing the servers or tools send can leave the machine.
+#   * mount: per-run directories (testcell/run/...) are bind-mounted over /etc/openafs,
+#     /var/lib/openafs/{db,local}, /var/log/openafs and /vicepa, plus a resolv.conf
+#     (nameserver 127.0.0.1), an /etc/hosts (localhost only) and an nsswitch.conf (hosts: files)
+#     so that nothing run inside sends DNS queries. KRB5_CONFIG points at a krb5.conf without DNS.
+#   * uts: the hostname is the server address (ubik takes its own address from the hostname).
+# No authentication: NoAuth file, -noauth on vos/pts. The pts host entry 10.254.0.0 (a wildcard
+# for the client network) is a member of system:administrators, so anonymous clients get full
+# rights. Volumes: root.afs (mount point "$CELL" -> root.cell), root.cell (mount point "test"
+# -> test), test.
+#
+# Usage: cell.sh COMMAND [ARGS...]; see usage() below or testcell/README.md.
+set -euo pipefail
+
+TC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SELF="$TC_DIR/$(basename "${BASH_SOURCE[0]}")"
+RUN="$TC_DIR/run"
+CELL="${AFS_TESTCELL_NAME:-test.afs-wasm.invalid}"
+SERVER=10.254.0.2
+HOSTADDR=10.254.0.1
+CLIENTNET=10.254.0.0   # pts host entry: wildcard for 10.254.0.x
+VETH_HOST=afsw0
+VETH_NS=afsw1
+PART=/vicepa
+LIBEXEC=/usr/lib/openafs
+NFT_TABLE=afswasm_loss
+# Order matters: stopped in reverse.
+SERVERS=(ptserver vlserver salvageserver dafileserver davolserver)
+
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf 'cell.sh: %s\n' "$*" >&2; }
+die() { printf 'cell.sh: error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    cat <<EOF
+usage: cell.sh COMMAND [ARGS...]
+  up                   start the cell (idempotent: no-op if already up and healthy)
+  down                 stop everything (servers, holder, veth); fine if nothing runs
+  status               show state; exit 0 if up and healthy, 1 if broken, 3 if down
+  env                  print the path of the env file ($RUN/env)
+  fs-restart keep|drop restart the fileserver keeping (fsstate.dat) or dropping client state
+  fs-stop | fs-start   stop (SIGQUIT, saves state) / start the fileserver
+  loss PERCENT         drop PERCENT% of UDP to and from port 7000 (0 removes the rules)
+  link down|up         take the veth link down / up (partition)
+  afsio ARGS...        run OpenAFS afsio as a third-party client (inside the namespaces)
+  afsio-put LOCAL AFSPATH [-force]
+                       store a local file with afsio, working around the 1.8.9 bugs
+  afsio-get AFSPATH LOCAL
+                       fetch a file with afsio
+  vos ARGS... | pts ARGS...
+                       run vos / pts inside the namespaces (adds -noauth)
+  exec CMD...          run any command inside the namespaces (cell config, no DNS)
+Cell name: \$AFS_TESTCELL_NAME (default test.afs-wasm.invalid), currently $CELL.
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Process bookkeeping: run/pids/NAME holds "PID STARTTIME"; a PID only counts as ours if its
+# start time (field 22 of /proc/PID/stat) still matches, so a recycled PID is never signalled.
+
+starttime() { # PID -> start time or nothing
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }"
+    # shellcheck disable=SC2086
+    set -- $stat
+    printf '%s\n' "${20}"
+}
+
+record_pid() { # NAME PID
+    local st
+    st="$(starttime "$2")" || die "process $1 ($2) died right after start"
+    mkdir -p "$RUN/pids"
+    printf '%s %s\n' "$2" "$st" > "$RUN/pids/$1"
+}
+
+pid_of() { # NAME -> PID if alive and ours
+    local f="$RUN/pids/$1" pid st cur
+    [[ -f $f ]] || return 1
+    read -r pid st < "$f" || return 1
+    cur="$(starttime "$pid")" || return 1
+    [[ $cur == "$st" ]] || return 1
+    printf '%s\n' "$pid"
+}
+
+wait_gone() { # PID TIMEOUT_TENTHS
+    local i
+    for ((i = 0; i < $2; i++)); do
+        [[ -e /proc/$1 ]] || return 0
+        # A zombie child of ours would never go away on its own; we never wait on them here
+        # because servers are not our children (setsid'd and reparented), so just poll.
+        sleep 0.1
+    done
+    [[ ! -e /proc/$1 ]]
+}
+
+kill_name() { # NAME SIGNAL TIMEOUT_TENTHS: signal, wait, SIGKILL if needed
+    local pid
+    pid="$(pid_of "$1")" || { rm -f "$RUN/pids/$1"; return 0; }
+    kill -s "$2" "$pid" 2>/dev/null || true
+    if ! wait_gone "$pid" "$3"; then
+        log "$1 ($pid) did not exit after SIG$2; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_gone "$pid" 50 || die "$1 ($pid) does not die"
+    fi
+    rm -f "$RUN/pids/$1"
+}
+
+holder() { pid_of holder; }
+
+elapsed() { # START (an $EPOCHREALTIME) -> seconds since, 0.1 s precision
+    local now=$EPOCHREALTIME ms
+    ms=$(( (${now/./} - ${1/./}) / 1000 ))
+    printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100))
+}
+
+# Run a command inside the namespaces with the cell's environment.
+in_ns() {
+    local h
+    h="$(holder)" || die "the cell is not up (no holder process); run: $SELF up"
+    nsenter -t "$h" -m -u -n --wd="$PWD" -- \
+        env KRB5_CONFIG="$RUN/sys/krb5.conf" AFS_TESTCELL_INSIDE=1 "$@"
+}
+
+# Same, but only the mount and UTS namespaces: the process uses the host's network (talks to
+# 10.254.0.2 through the veth, like our own client).
+in_mnt() {
+    local h
+    h="$(holder)" || die "the cell is not up (no holder process); run: $SELF up"
+    nsenter -t "$h" -m -u --wd="$PWD" -- \
+        env KRB5_CONFIG="$RUN/sys/krb5.conf" AFS_TESTCELL_INSIDE=1 "$@"
+}
+
+show_log() { # LOGFILE-BASENAME...
+    local f
+    for f in "$@"; do
+        for p in "$RUN/log/$f" "$RUN/log/$f.out"; do
+            [[ -s $p ]] || continue
+            printf -- '--- tail of %s ---\n' "$p" >&2
+            tail -n 25 "$p" >&2
+        done
+    done
+}
+
+fail_start() { # NAME LOG MESSAGE
+    log "$3"
+    show_log "$2"
+    exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Installation and configuration
+
+ensure_packages() {
+    local missing=() cmd
+    for cmd in /usr/lib/openafs/dafileserver /usr/lib/openafs/ptserver /usr/bin/afsio \
+               /usr/sbin/nft /usr/bin/nsenter /usr/bin/unshare /usr/sbin/ip /usr/bin/python3; do
+        [[ -x $cmd ]] || missing+=("$cmd")
+    done
+    if ((${#missing[@]})) && ! command -v python3 >/dev/null; then :; fi
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    log "missing ${missing[*]}: installing packages"
+    [[ $(id -u) -eq 0 ]] || die "need root to install packages"
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends \
+        openafs-fileserver openafs-dbserver openafs-client nftables iproute2 util-linux \
+        python3 krb5-config- >&2
+}
+
+write_config() {
+    local d
+    rm -rf "$RUN"
+    mkdir -p "$RUN"/{etc/openafs/server,db,local,log,vicepa,sys,client,pids,tmp}
+    chmod 700 "$RUN/db" "$RUN/local"
+    for d in "$RUN/etc/openafs" "$RUN/etc/openafs/server" "$RUN/client"; do
+        printf '%s\n' "$CELL" > "$d/ThisCell"
+        printf '>%s #afs-wasm test cell\n%s #%s\n' "$CELL" "$SERVER" "$SERVER" > "$d/CellServDB"
+    done
+    : > "$RUN/etc/openafs/server/UserList"
+    : > "$RUN/local/NoAuth"
+    printf '%s\n' "$SERVER" > "$RUN/local/NetInfo"
+    : > "$RUN/vicepa/AlwaysAttach"
+    patch_afsio
+    printf 'nameserver 127.0.0.1\n' > "$RUN/sys/resolv.conf"
+    printf '127.0.0.1 localhost\n%s %s\n' "$SERVER" "$SERVER" > "$RUN/sys/hosts"
+    printf 'passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\n' \
+        > "$RUN/sys/nsswitch.conf"
+    cat > "$RUN/sys/krb5.conf" <<EOF
+[libdefaults]
+	default_realm = $(printf '%s' "$CELL" | tr '[:lower:]' '[:upper:]')
+	dns_lookup_realm = false
+	dns_lookup_kdc = false
+	dns_canonicalize_hostname = false
+	rdns = false
+[realms]
+[domain_realm]
+EOF
+}
+
+write_env() {
+    local tmp="$RUN/env.tmp"
+    cat > "$tmp" <<EOF
+AFS_CELL=$CELL
+AFS_SERVER=$SERVER
+AFS_CLIENT_ADDR=$HOSTADDR
+AFS_CELLSERVDB=$RUN/client/CellServDB
+AFS_THISCELL=$RUN/client/ThisCell
+AFS_TEST_DIR=/afs/$CELL/test
+AFS_TESTCELL=$SELF
+AFS_TESTCELL_RUN=$RUN
+EOF
+    mv "$tmp" "$RUN/env"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Namespaces and network
+
+cleanup_net() {
+    ip link del "$VETH_HOST" 2>/dev/null || true
+    ip route del blackhole "$CLIENTNET/30" metric 4242 2>/dev/null || true
+}
+
+start_holder() {
+    local h i
+    for p in /etc/openafs /var/lib/openafs/db /var/lib/openafs/local /var/log/openafs "$PART"; do
+        # Mount targets must exist on the host; they stay empty there.
+        [[ -d $p ]] || mkdir -p "$p"
+    done
+    setsid unshare --mount --uts --net --propagation private -- sleep infinity \
+        </dev/null >/dev/null 2>&1 &
+    h=$!
+    # unshare execs sleep in the same process; wait until it has (comm == sleep).
+    for ((i = 0; i < 50; i++)); do
+        [[ $(cat "/proc/$h/comm" 2>/dev/null) == sleep ]] && break
+        sleep 0.02
+    done
+    [[ $(cat "/proc/$h/comm" 2>/dev/null) == sleep ]] || die "namespace holder did not start"
+    record_pid holder "$h"
+
+    # Network: veth pair, host side in the root namespace.
+    cleanup_net
+    ip link add "$VETH_HOST" type veth peer name "$VETH_NS" netns "$h"
+    sysctl -qw "net.ipv6.conf.$VETH_HOST.disable_ipv6=1" 2>/dev/null || true
+    ip addr add "$HOSTADDR/30" dev "$VETH_HOST"
+    ip link set "$VETH_HOST" up
+    # If the connected route ever disappears, 10.254.0.0/30 must not fall back to the default
+    # route (and leave the machine): a blackhole route with a worse metric catches it.
+    ip route add blackhole "$CLIENTNET/30" metric 4242 2>/dev/null || true
+    nsenter -t "$h" -n -- sh -c "
+        sysctl -qw net.ipv6.conf.all.disable_ipv6=1 2>/dev/null || true
+        ip link set lo up &&
+        ip addr add $SERVER/30 dev $VETH_NS &&
+        ip link set $VETH_NS up"
+    nsenter -t "$h" -u -- hostname "$SERVER"
+
+    # Mounts, private to the holder's mount namespace.
+    nsenter -t "$h" -m -- sh -ec "
+        mount --bind '$RUN/etc/openafs' /etc/openafs
+        mount --bind '$RUN/db' /var/lib/openafs/db
+        mount --bind '$RUN/local' /var/lib/openafs/local
+        mount --bind '$RUN/log' /var/log/openafs
+        mount --bind '$RUN/vicepa' '$PART'
+        mount --bind '$RUN/sys/resolv.conf' /etc/resolv.conf
+        mount --bind '$RUN/sys/hosts' /etc/hosts
+        mount --bind '$RUN/sys/nsswitch.conf' /etc/nsswitch.conf"
+}
+
+# Start a server inside the namespaces, detached (own session), output to run/log/NAME.out.
+start_server() { # NAME ARGS...
+    local name="$1" h pid
+    shift
+    h="$(holder)" || die "no holder"
+    (
+        cd /
+        exec setsid nsenter -t "$h" -m -u -n -- \
+            env KRB5_CONFIG="$RUN/sys/krb5.conf" "$LIBEXEC/$name" "$@" \
+            </dev/null >>"$RUN/log/$name.out" 2>&1
+    ) &
+    pid=$!
+    # Wait for the exec chain (subshell -> setsid -> nsenter -> server) to reach the server.
+    for ((i = 0; i < 100; i++)); do
+        [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "${name:0:15}" ]] && break
+        [[ -e /proc/$pid ]] || break
+        sleep 0.01
+    done
+    [[ -e /proc/$pid ]] || fail_start "$name" "$(logname_of "$name")" "$name exited at once"
+    record_pid "$name" "$pid"
+}
+
+logname_of() {
+    case $1 in
+        ptserver) echo PtLog ;;
+        vlserver) echo VLLog ;;
+        dafileserver | fileserver) echo FileLog ;;
+        davolserver | volserver) echo VolserLog ;;
+        salvageserver) echo SalsrvLog ;;
+        *) echo "$1" ;;
+    esac
+}
+
+check_alive() { # NAME
+    pid_of "$1" >/dev/null || fail_start "$1" "$(logname_of "$1")" "$1 died"
+}
+
+fs_answers() {
+    in_ns rxdebug "$SERVER" 7000 -version >/dev/null 2>&1
+}
+
+wait_fs() { # TIMEOUT_TENTHS
+    local i
+    for ((i = 0; i < $1; i++)); do
+        check_alive dafileserver
+        fs_answers && return 0
+        sleep 0.1
+    done
+    fail_start dafileserver FileLog "the fileserver does not answer on $SERVER:7000"
+}
+
+start_fileserver() { # extra args
+    start_server dafileserver -p 32 "$@"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Volumes and mount points
+
+vos_() { in_ns vos "$@" -noauth; }
+pts_() { in_ns pts "$@" -noauth; }
+
+# Make mount point NAME -> #TARGET. in volume DESTVOL: afsio (1.8.9) can only create a new file
+# at the top of root.cell (path "/NAME"; see afsio_put), so the file is created in root.cell,
+# root.cell is dumped, the file's vnode is turned into a mount point (dumpedit.py) and the dump
+# is restored as DESTVOL (which may be root.cell itself).
+make_mountpoint() { # DESTVOL NAME TARGET
+    local dest="$1" name="$2" target="$3" dump="$RUN/tmp/mp.dump"
+    printf '#%s.' "$target" | in_ns /usr/bin/afsio write -file "/$name" >/dev/null ||
+        die "afsio could not create /$name in root.cell"
+    vos_ dump -id root.cell -file "$dump.in" >/dev/null 2>"$RUN/tmp/vos.err" ||
+        { cat "$RUN/tmp/vos.err" >&2; die "vos dump root.cell failed"; }
+    python3 "$TC_DIR/dumpedit.py" "$dump.in" "$dump" "#$target." >/dev/null
+    if [[ $dest == root.cell ]]; then
+        vos_ restore "$SERVER" a root.cell -file "$dump" -overwrite full >/dev/null 2>"$RUN/tmp/vos.err"
+    else
+        vos_ restore "$SERVER" a "$dest" -file "$dump" >/dev/null 2>"$RUN/tmp/vos.err"
+    fi || { cat "$RUN/tmp/vos.err" >&2; die "vos restore $dest failed"; }
+    rm -f "$dump" "$dump.in"
+}
+
+setup_volumes() {
+    vos_ create "$SERVER" a root.cell -maxquota 0 >/dev/null
+    # root.afs = a copy of root.cell holding the mount point $CELL -> root.cell ...
+    make_mountpoint root.afs "$CELL" root.cell
+    # ... then a fresh root.cell with the mount point test -> test.
+    vos_ remove "$SERVER" a root.cell >/dev/null
+    vos_ create "$SERVER" a root.cell -maxquota 0 >/dev/null
+    make_mountpoint root.cell test test
+    vos_ create "$SERVER" a test -maxquota 0 >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+healthy() {
+    local n
+    [[ -f $RUN/ready && -f $RUN/env ]] || return 1
+    holder >/dev/null || return 1
+    for n in "${SERVERS[@]}"; do pid_of "$n" >/dev/null || return 1; done
+    fs_answers
+}
+
+anything_running() {
+    local f
+    [[ -d $RUN/pids ]] || return 1
+    for f in "$RUN"/pids/*; do
+        [[ -e $f ]] || continue
+        pid_of "$(basename "$f")" >/dev/null && return 0
+    done
+    return 1
+}
+
+cmd_up() {
+    local t0 i out
+    [[ $(id -u) -eq 0 ]] || die "must run as root"
+    if healthy; then
+        log "cell $CELL is already up"
+        return 0
+    fi
+    t0=$EPOCHREALTIME
+    if anything_running; then
+        log "cell is partly up: taking it down first"
+        cmd_down
+    fi
+    cleanup_net
+    ensure_packages
+    write_config
+    start_holder
+
+    start_server ptserver
+    start_server vlserver -noauth
+    # Wait for ubik (the first write succeeds ~4 s after start); the first write is the pts
+    # host entry for the client network, which must exist before any client connects.
+    for ((i = 0; i < 300; i++)); do
+        check_alive ptserver
+        check_alive vlserver
+        if out="$(pts_ createuser -name "$CLIENTNET" 2>&1)"; then break; fi
+        [[ $out == *"already exists"* ]] && break
+        sleep 0.1
+    done
+    ((i < 300)) || fail_start ptserver PtLog "ptserver/ubik not ready after 30 s: $out"
+    pts_ adduser -user "$CLIENTNET" -group system:administrators >/dev/null ||
+        fail_start ptserver PtLog "pts adduser $CLIENTNET system:administrators failed"
+
+    start_server salvageserver
+    start_fileserver
+    wait_fs 300
+    for ((i = 0; i < 300; i++)); do
+        vos_ listaddrs -noresolve 2>/dev/null | grep -qx "$SERVER" && break
+        sleep 0.1
+    done
+    ((i < 300)) || fail_start dafileserver FileLog "the fileserver did not register in the VLDB"
+
+    start_server davolserver
+    for ((i = 0; i < 300; i++)); do
+        check_alive davolserver
+        vos_ listpart "$SERVER" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    ((i < 300)) || fail_start davolserver VolserLog "the volserver does not answer"
+
+    setup_volumes
+    write_env
+    touch "$RUN/ready"
+    log "cell $CELL up in $(elapsed "$t0") s; env: $RUN/env"
+}
+
+cmd_down() {
+    local i
+    rm -f "$RUN/ready"
+    for ((i = ${#SERVERS[@]} - 1; i >= 0; i--)); do
+        # Nothing worth saving: SIGKILL is immediate (the fileserver ignores SIGTERM anyway).
+        kill_name "${SERVERS[i]}" KILL 50
+    done
+    kill_name holder KILL 50
+    # The netns dies with its last process, taking the veth pair with it; clean up anyway.
+    cleanup_net
+    return 0
+}
+
+cmd_status() {
+    local n pid h rc=0
+    if ! anything_running; then
+        echo "cell $CELL: down"
+        return 3
+    fi
+    echo "cell $CELL ($SERVER), run dir $RUN"
+    for n in holder "${SERVERS[@]}"; do
+        if pid="$(pid_of "$n")"; then
+            printf '  %-14s pid %s\n' "$n" "$pid"
+        else
+            printf '  %-14s NOT RUNNING\n' "$n"
+            rc=1
+        fi
+    done
+    if h="$(holder)"; then
+        printf '  link           %s\n' \
+            "$(nsenter -t "$h" -n ip -br link show "$VETH_NS" 2>/dev/null | awk '{print $2}')"
+        if nsenter -t "$h" -n nft list table inet "$NFT_TABLE" >/dev/null 2>&1; then
+            printf '  loss           %s%%\n' "$(cat "$RUN/loss" 2>/dev/null || echo '?')"
+        else
+            printf '  loss           none\n'
+        fi
+    fi
+    if fs_answers; then echo "  fileserver answers"; else echo "  fileserver does NOT answer"; rc=1; fi
+    [[ -f $RUN/ready ]] || { echo "  setup not finished"; rc=1; }
+    [[ $rc -eq 0 ]] && echo "  healthy; env: $RUN/env"
+    return $rc
+}
+
+fs_stop() {
+    pid_of dafileserver >/dev/null || { log "fileserver not running"; return 0; }
+    # SIGQUIT: graceful shutdown, saves hosts and callbacks in fsstate.dat.
+    kill_name dafileserver QUIT 600
+}
+
+cmd_fs_restart() {
+    case "${1:-}" in
+        keep)
+            fs_stop
+            start_fileserver
+            ;;
+        drop)
+            fs_stop
+            rm -f "$RUN/local/fsstate.dat"
+            start_fileserver -fs-state-dont-restore
+            ;;
+        *) die "usage: cell.sh fs-restart keep|drop" ;;
+    esac
+    wait_fs 300
+}
+
+cmd_loss() {
+    local p="${1:-}" h
+    [[ $p =~ ^[0-9]+$ && $p -le 100 ]] || die "usage: cell.sh loss PERCENT (0-100)"
+    h="$(holder)" || die "the cell is not up"
+    nsenter -t "$h" -n nft delete table inet "$NFT_TABLE" 2>/dev/null || true
+    rm -f "$RUN/loss"
+    [[ $p -eq 0 ]] && return 0
+    nsenter -t "$h" -n nft -f - <<EOF
+table inet $NFT_TABLE {
+    chain in {
+        type filter hook input priority 0;
+        udp dport 7000 numgen random mod 100 < $p drop
+    }
+    chain out {
+        type filter hook output priority 0;
+        udp sport 7000 numgen random mod 100 < $p drop
+    }
+}
+EOF
+    echo "$p" > "$RUN/loss"
+}
+
+cmd_link() {
+    local h
+    h="$(holder)" || die "the cell is not up"
+    case "${1:-}" in
+        # The namespace side goes down: the host side keeps its address and route (NO-CARRIER),
+        # so packets to 10.254.0.2 are dropped at the veth instead of taking the default route.
+        down) nsenter -t "$h" -n ip link set "$VETH_NS" down ;;
+        up)
+            nsenter -t "$h" -n ip link set "$VETH_NS" up
+            # Wait for carrier on both ends.
+            for ((i = 0; i < 50; i++)); do
+                ip -br link show "$VETH_HOST" | grep -q 'LOWER_UP' && break
+                sleep 0.05
+            done
+            ;;
+        *) die "usage: cell.sh link down|up" ;;
+    esac
+}
+
+# afsio (OpenAFS 1.8.9) as a third-party client. It runs inside all three namespaces (mount:
+# sees the cell's /etc/openafs and the DNS-safe resolv.conf/hosts/nsswitch.conf; net: it can
+# reach nothing but the cell, and the interfaces it reports to the fileserver in
+# TellMeAboutYourself are only 10.254.0.2 and lo, never the machine's real ones). Inside, its
+# packets go over the namespace's loopback, not the veth: `link down` does not cut it off, but
+# `loss` does (the nft rules match the fileserver port in both directions). Set
+# AFSIO_NET=host to run it in the host network namespace instead (then it uses 10.254.0.1
+# through the veth like our own client, and reports the host's interfaces to the fileserver;
+# the namespace has no route to them, so nothing leaves the machine either way).
+#
+# afsio path syntax (libafscp, DIRMODE_CELL): "/afs/NAME/..." starts at the root of root.afs
+# and looks NAME up there (so /afs/$CELL/test/f = root.afs -> mount point $CELL -> root.cell
+# -> mount point test -> volume test -> f); any other path ("test/f") is relative to the root
+# of root.cell (for `write` of a new file directly under root.cell use "/f": a path without
+# "/" is refused). Mount points are followed, also as the last component (reading
+# /afs/$CELL/test gives EISDIR). Files by FID: afsio fidread -fid VOLUME.VNODE.UNIQUE.
+# Subcommands: read, write, append, fidread, fidwrite, fidappend, lock, fidlock; options
+# -file PATH, -md5 (prints an md5 sum), -verbose (rates), -force (write over an existing file).
+# Data goes through stdin/stdout. `cell.sh afsio` exits 1 when afsio printed an error (afsio
+# itself exits 0 even then).
+#
+# Bugs of the Debian 1.8.9 build, and what this script does about them:
+#  * `write` of a NEW file segfaults (exit 139) unless the path is "/NAME" (directly under
+#    root.cell): BreakUpPath does `*dirName[dirNameLen] = '\0'` (fixed upstream by commit
+#    a1abcc97d "afsio: Index into dirName properly in BreakUpPath", 2023). It crashes before
+#    sending anything: no file is created, so a second write does not help. `up` therefore
+#    makes run/bin/afsio, a copy of /usr/bin/afsio with exactly that instruction fixed (8
+#    bytes at 0x7493, only if /usr/bin/afsio has the known sha256), and `cell.sh afsio` uses
+#    it. AFSIO_STOCK=1 runs the unmodified /usr/bin/afsio instead.
+#  * more than 64 MiB in one write/append corrupts the file (the offset counts the first
+#    64 MiB twice): afsio-put writes 64 MiB, then appends the rest 64 MiB per process.
+#  * -force does not truncate: overwriting a longer file keeps its old length and tail.
+AFSIO_SHA256=f94ab5c664daefd9a9e2dafbec9497c030b52312f4336ee1b12ddf87808903c8
+AFSIO_PATCH_OFF=$((0x7493))
+
+patch_afsio() {
+    local t="$RUN/bin/afsio"
+    if [[ $(sha256sum /usr/bin/afsio 2>/dev/null | cut -d' ' -f1) != "$AFSIO_SHA256" ]]; then
+        log "note: /usr/bin/afsio is not the Debian 1.8.9 build; not patching it (afsio write of a new file outside the top of root.cell will crash)"
+        return 0
+    fi
+    mkdir -p "$RUN/bin"
+    cp /usr/bin/afsio "$t.tmp"
+    # Old: mov 0x0(%rbp,%r15,8),%rax; movb $0x0,(%rax)   (rax = the strdup'ed path)
+    # New: movb $0x0,(%rax,%r15,1); nopl (%rax)
+    [[ $(od -An -tx1 -j "$AFSIO_PATCH_OFF" -N 8 "$t.tmp" | tr -d ' \n') == 4a8b44fd00c60000 ]] ||
+        { rm -f "$t.tmp"; log "note: unexpected bytes in afsio; not patching"; return 0; }
+    printf '\x42\xc6\x04\x38\x00\x0f\x1f\x00' |
+        dd of="$t.tmp" bs=1 seek="$AFSIO_PATCH_OFF" conv=notrunc status=none
+    mv "$t.tmp" "$t"
+}
+
+afsio_bin() {
+    if [[ ${AFSIO_STOCK:-0} != 1 && -x $RUN/bin/afsio ]]; then
+        printf '%s\n' "$RUN/bin/afsio"
+    else
+        printf '%s\n' /usr/bin/afsio
+    fi
+}
+
+# afsio always exits 0, even when it failed (it only prints "afsio: <error text>"): pass its
+# stderr through and exit 1 if it printed an error (or its own code if it crashed).
+afsio_run() {
+    local bin err rc=0
+    bin="$(afsio_bin)"
+    mkdir -p "$RUN/tmp"
+    err="$(mktemp "$RUN/tmp/afsio.err.XXXXXX")"
+    if [[ ${AFSIO_NET:-ns} == host ]]; then
+        in_mnt "$bin" "$@" 2>"$err" || rc=$?
+    else
+        in_ns "$bin" "$@" 2>"$err" || rc=$?
+    fi
+    cat "$err" >&2
+    if [[ $rc -eq 0 ]] && grep -q '^afsio: ' "$err"; then rc=1; fi
+    rm -f "$err"
+    return $rc
+}
+
+afsio_put() { # LOCAL AFSPATH [-force]
+    local src="${1:-}" dst="${2:-}" force="${3:-}" size chunk=$((64 << 20)) off
+    [[ -n $src && -n $dst ]] || die "usage: cell.sh afsio-put LOCALFILE AFSPATH [-force]"
+    [[ -f $src ]] || die "$src: no such file"
+    size=$(stat -c %s "$src")
+    # Does the file exist? An append of nothing is a cheap probe (ENOENT if it does not).
+    if afsio_run append -file "$dst" </dev/null >/dev/null 2>&1; then
+        [[ $force == -force ]] ||
+            die "$dst exists (afsio can neither truncate nor delete it; -force writes over it in place, keeping a longer old length)"
+        head -c "$chunk" "$src" | afsio_run write -force -file "$dst" >/dev/null
+    else
+        [[ $dst == */* ]] || dst="/$dst"   # "NAME" is refused, "/NAME" is NAME in root.cell
+        [[ $(afsio_bin) != /usr/bin/afsio || $dst =~ ^/[^/]+$ ]] ||
+            die "the stock afsio cannot create $dst (see the afsio bugs in cell.sh)"
+        head -c "$chunk" "$src" | afsio_run write -file "$dst" >/dev/null
+    fi
+    for ((off = chunk; off < size; off += chunk)); do
+        tail -c +$((off + 1)) "$src" | head -c "$chunk" | afsio_run append -file "$dst" >/dev/null
+    done
+}
+
+afsio_get() { # AFSPATH LOCAL
+    [[ -n ${1:-} && -n ${2:-} ]] || die "usage: cell.sh afsio-get AFSPATH LOCALFILE"
+    afsio_run read -file "$1" > "$2"
+}
+
+main() {
+    local cmd="${1:-}"
+    [[ $# -gt 0 ]] && shift
+    case $cmd in
+        up) cmd_up ;;
+        down) cmd_down ;;
+        status) cmd_status ;;
+        env) echo "$RUN/env" ;;
+        fs-restart) cmd_fs_restart "$@" ;;
+        fs-stop) fs_stop ;;
+        fs-start)
+            pid_of dafileserver >/dev/null && { log "fileserver already running"; return 0; }
+            start_fileserver
+            wait_fs 300
+            ;;
+        loss) cmd_loss "$@" ;;
+        link) cmd_link "$@" ;;
+        afsio) afsio_run "$@" ;;
+        afsio-put) afsio_put "$@" ;;
+        afsio-get) afsio_get "$@" ;;
+        vos | pts)
+            if [[ $# -eq 0 || $1 == help || $1 == apropos || " $* " == *" -noauth "* ]]; then
+                in_ns "$cmd" "$@"
+            else
+                in_ns "$cmd" "$@" -noauth
+            fi
+            ;;
+        exec) [[ $# -gt 0 ]] || die "usage: cell.sh exec CMD..."; in_ns "$@" ;;
+        -h | --help | help) usage ;;
+        "") usage >&2; exit 2 ;;
+        *) usage >&2; die "unknown command $cmd" ;;
+    esac
+}
+
+main "$@"
