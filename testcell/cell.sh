@@ -160,11 +160,13 @@ fail_start() { # NAME LOG MESSAGE
 
 ensure_packages() {
     local missing=() cmd
-    for cmd in /usr/lib/openafs/dafileserver /usr/lib/openafs/ptserver /usr/bin/afsio \
-               /usr/sbin/nft /usr/bin/nsenter /usr/bin/unshare /usr/sbin/ip /usr/bin/python3; do
+    for cmd in /usr/lib/openafs/{ptserver,vlserver,dafileserver,davolserver,salvageserver} \
+               /usr/bin/{afsio,vos,pts,rxdebug}; do
         [[ -x $cmd ]] || missing+=("$cmd")
     done
-    if ((${#missing[@]})) && ! command -v python3 >/dev/null; then :; fi
+    for cmd in nft nsenter unshare flock ip python3; do
+        command -v "$cmd" >/dev/null || missing+=("$cmd")
+    done
     [[ ${#missing[@]} -eq 0 ]] && return 0
     log "missing ${missing[*]}: installing packages"
     [[ $(id -u) -eq 0 ]] || die "need root to install packages"
@@ -176,7 +178,8 @@ ensure_packages() {
 
 write_config() {
     local d
-    rm -rf "$RUN"
+    # Wipe the previous run (keep the lock file).
+    find "$RUN" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
     mkdir -p "$RUN"/{etc/openafs/server,db,local,log,vicepa,sys,client,pids,tmp}
     chmod 700 "$RUN/db" "$RUN/local"
     for d in "$RUN/etc/openafs" "$RUN/etc/openafs/server" "$RUN/client"; do
@@ -234,7 +237,7 @@ start_holder() {
         [[ -d $p ]] || mkdir -p "$p"
     done
     setsid unshare --mount --uts --net --propagation private -- sleep infinity \
-        </dev/null >/dev/null 2>&1 &
+        </dev/null >/dev/null 2>&1 9>&- &
     h=$!
     # unshare execs sleep in the same process; wait until it has (comm == sleep).
     for ((i = 0; i < 50; i++)); do
@@ -281,7 +284,7 @@ start_server() { # NAME ARGS...
         cd /
         exec setsid nsenter -t "$h" -m -u -n -- \
             env KRB5_CONFIG="$RUN/sys/krb5.conf" "$LIBEXEC/$name" "$@" \
-            </dev/null >>"$RUN/log/$name.out" 2>&1
+            </dev/null >>"$RUN/log/$name.out" 2>&1 9>&-
     ) &
     pid=$!
     # Wait for the exec chain (subshell -> setsid -> nsenter -> server) to reach the server.
@@ -370,6 +373,7 @@ healthy() {
     local n
     [[ -f $RUN/ready && -f $RUN/env ]] || return 1
     holder >/dev/null || return 1
+    ip link show "$VETH_HOST" >/dev/null 2>&1 || return 1
     for n in "${SERVERS[@]}"; do pid_of "$n" >/dev/null || return 1; done
     fs_answers
 }
@@ -649,9 +653,20 @@ afsio_get() { # AFSPATH LOCAL
     afsio_run read -file "$1" > "$2"
 }
 
+# Commands that change the cell take a lock (run/.lock), so that parallel tests may all call
+# `cell.sh up`: the first one starts the cell, the others wait and then find it healthy.
+lock() {
+    mkdir -p "$RUN"
+    exec 9>>"$RUN/.lock"
+    flock 9
+}
+
 main() {
     local cmd="${1:-}"
     [[ $# -gt 0 ]] && shift
+    case $cmd in
+        up | down | fs-restart | fs-stop | fs-start | loss | link) lock ;;
+    esac
     case $cmd in
         up) cmd_up ;;
         down) cmd_down ;;

@@ -280,6 +280,21 @@ mod tests {
     }
 
     #[test]
+    fn garbage_never_panics() {
+        let mut rng = crate::xdr::test_util::XorShift::new(7);
+        let alphabet = b">#[]. \n\t0123456789abc\xff";
+        for _ in 0..3000 {
+            let len = rng.below(200);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect();
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = CellServDb::parse(&text);
+            let _ = parse_this_cell(&text);
+        }
+    }
+
+    #[test]
     fn this_cell() {
         assert_eq!(parse_this_cell("example.org\n").unwrap(), "example.org");
         assert_eq!(

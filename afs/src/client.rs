@@ -481,7 +481,17 @@ impl Client {
         };
         let fs = self.file_server(&dir);
         let reply = fs
-            .store_data(fid, &StoreStatus::new(), 0, len, len, data, progress)
+            .store_data(
+                fid,
+                &StoreStatus::new(),
+                crate::fs::StoreRange {
+                    pos: 0,
+                    len,
+                    file_length: len,
+                },
+                data,
+                progress,
+            )
             .await
             .map_err(|e| e.at(path))?;
         Ok(Node {

@@ -22,6 +22,14 @@ pub use p::{
     BulkStatusReply, CreateReply, FetchStatusReply, RenameReply, StatusReply, SymlinkReply,
 };
 
+/// Where a StoreData64 writes and the file's length afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreRange {
+    pub pos: u64,
+    pub len: u64,
+    pub file_length: u64,
+}
+
 /// Calls to one fileserver.
 #[derive(Debug, Clone)]
 pub struct FileServer {
@@ -109,17 +117,21 @@ impl FileServer {
         })
     }
 
-    /// Writes `len` bytes from `data` at `pos`; the file's length becomes `file_length`.
+    /// Writes `range.len` bytes from `data` at `range.pos`; the file's length
+    /// becomes `range.file_length`.
     pub async fn store_data(
         &self,
         fid: Fid,
         status: &StoreStatus,
-        pos: u64,
-        len: u64,
-        file_length: u64,
+        range: StoreRange,
         mut data: impl AsyncRead + Unpin,
         mut progress: impl FnMut(u64),
     ) -> Result<StatusReply> {
+        let StoreRange {
+            pos,
+            len,
+            file_length,
+        } = range;
         let mut call = self.endpoint.call(self.addr, SERVICE);
         call.write(&p::store_data64_args(fid, status, pos, len, file_length))
             .await?;

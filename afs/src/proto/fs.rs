@@ -17,7 +17,7 @@
 use super::{decode_whole, request};
 use crate::types::{
     CallBack, Capabilities, FetchStatus, FetchVolumeStatus, Fid, StoreStatus, VolSync, AFS_CB_MAX,
-    AFS_NAME_MAX, AFS_PATH_MAX,
+    AFS_NAME_MAX, AFS_OPAQUE_MAX, AFS_PATH_MAX,
 };
 use crate::xdr::{Decoder, XdrError};
 
@@ -31,6 +31,8 @@ pub const FETCH_STATUS: u32 = 132;
 pub const STORE_DATA: u32 = 133;
 /// Change a vnode's status (mode, owner, mtime...).
 pub const STORE_STATUS: u32 = 135;
+/// Replace an ACL.
+pub const STORE_ACL: u32 = 164;
 /// Remove a file or symlink from a directory.
 pub const REMOVE_FILE: u32 = 136;
 /// Create an empty file.
@@ -341,6 +343,28 @@ pub fn give_up_all_callbacks_args() -> Vec<u8> {
     request(GIVE_UP_ALL_CALLBACKS).into_bytes()
 }
 
+/// FetchACL(fid) -> [`decode_fetch_acl_reply`].
+pub fn fetch_acl_args(fid: Fid) -> Vec<u8> {
+    let mut e = request(FETCH_ACL);
+    e.put(&fid);
+    e.into_bytes()
+}
+
+/// StoreACL(fid, acl) -> [`decode_store_reply`]. `acl` is the textual ACL
+/// format (positive count, negative count, then `name rights` lines).
+pub fn store_acl_args(fid: Fid, acl: &[u8]) -> Result<Vec<u8>, XdrError> {
+    if acl.len() > AFS_OPAQUE_MAX {
+        return Err(XdrError::TooLong {
+            what: "AFSOpaque",
+            len: acl.len(),
+            max: AFS_OPAQUE_MAX,
+        });
+    }
+    let mut e = request(STORE_ACL);
+    e.put(&fid).put_opaque(acl);
+    Ok(e.into_bytes())
+}
+
 /// GetCapabilities().
 pub fn get_capabilities_args() -> Vec<u8> {
     request(GET_CAPABILITIES).into_bytes()
@@ -483,6 +507,28 @@ pub fn decode_inline_bulk_status_reply(buf: &[u8]) -> Result<BulkStatusReply, Xd
     })
 }
 
+/// Reply of FetchACL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclReply {
+    /// The ACL in its textual wire form (may end with a NUL).
+    pub acl: Vec<u8>,
+    /// The vnode's status.
+    pub status: FetchStatus,
+    /// Volume sync info.
+    pub volsync: VolSync,
+}
+
+/// Reply of FetchACL.
+pub fn decode_fetch_acl_reply(buf: &[u8]) -> Result<AclReply, XdrError> {
+    decode_whole(buf, |d| {
+        Ok(AclReply {
+            acl: d.get_opaque("AFSOpaque", AFS_OPAQUE_MAX)?.to_vec(),
+            status: d.get()?,
+            volsync: d.get()?,
+        })
+    })
+}
+
 /// Reply of GetCapabilities.
 pub fn decode_get_capabilities_reply(buf: &[u8]) -> Result<Capabilities, XdrError> {
     decode_whole(buf, |d| d.get())
@@ -598,6 +644,22 @@ mod tests {
             words(&store_status_args(fid(), &StoreStatus::new()))[0],
             135
         );
+    }
+
+    #[test]
+    fn acl_calls() {
+        assert_eq!(words(&fetch_acl_args(fid())), [131, 536870919, 2, 3]);
+        let b = store_acl_args(fid(), b"1\n0\nsystem:anyuser 9\n").unwrap();
+        assert_eq!(words(&b)[..5], [164, 536870919, 2, 3, 21]);
+        assert!(store_acl_args(fid(), &[b'x'; 1025]).is_err());
+        let mut e = Encoder::new();
+        e.put_opaque(b"1\n0\nadmin 127\n\0")
+            .put(&sample_status())
+            .put(&vs());
+        let b = e.into_bytes();
+        let r = decode_fetch_acl_reply(&b).unwrap();
+        assert_eq!(r.acl, b"1\n0\nadmin 127\n\0");
+        check_never_panics(&b, decode_fetch_acl_reply);
     }
 
     #[test]

@@ -40,7 +40,11 @@ pub async fn ls(client: &Client, path: &str, long: bool) -> Result<()> {
 fn print_node(out: &mut impl Write, path: &str, n: &Node) -> std::io::Result<()> {
     let st = &n.status;
     writeln!(out, "{path}")?;
-    writeln!(out, "  fid:          {}.{}.{}", n.fid.volume, n.fid.vnode, n.fid.unique)?;
+    writeln!(
+        out,
+        "  fid:          {}.{}.{}",
+        n.fid.volume, n.fid.vnode, n.fid.unique
+    )?;
     writeln!(out, "  type:         {}", type_name(st.file_type))?;
     writeln!(out, "  length:       {}", st.length())?;
     writeln!(out, "  data version: {}", st.data_version())?;
@@ -74,8 +78,10 @@ fn progress_bar(len: u64) -> Option<ProgressBar> {
     }
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{bytes}/{total_bytes} [{bar:40}] {binary_bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bytes}/{total_bytes} [{bar:40}] {binary_bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     Some(bar)
 }
@@ -105,7 +111,12 @@ pub async fn put(client: &Client, source: &str, path: &str) -> Result<()> {
     if let Some(b) = bar {
         b.finish();
     }
-    tracing::debug!(path, length = node.status.length(), dv = node.status.data_version(), "stored");
+    tracing::debug!(
+        path,
+        length = node.status.length(),
+        dv = node.status.data_version(),
+        "stored"
+    );
     Ok(())
 }
 

@@ -24,7 +24,13 @@ pub async fn watch(client: &Client, paths: &[String], count: Option<u64>) -> Res
     let mut files: HashMap<Fid, Watched> = HashMap::new();
     for p in paths {
         let node = client.resolve(p).await?;
-        files.insert(node.fid, Watched { path: p.clone(), node });
+        files.insert(
+            node.fid,
+            Watched {
+                path: p.clone(),
+                node,
+            },
+        );
     }
     eprintln!("watching {} file(s)", files.len());
     let mut changes = 0u64;
@@ -48,7 +54,11 @@ pub async fn watch(client: &Client, paths: &[String], count: Option<u64>) -> Res
                 files
                     .keys()
                     .copied()
-                    .filter(|f| fids.iter().any(|b| b == f || (b.vnode == 0 && b.unique == 0 && b.volume == f.volume)))
+                    .filter(|f| {
+                        fids.iter().any(|b| {
+                            b == f || (b.vnode == 0 && b.unique == 0 && b.volume == f.volume)
+                        })
+                    })
                     .collect(),
                 at,
             ),
@@ -94,7 +104,9 @@ async fn recheck(
 ) -> Result<u64> {
     let mut changed = 0;
     for fid in fids {
-        let Some(w) = files.get_mut(fid) else { continue };
+        let Some(w) = files.get_mut(fid) else {
+            continue;
+        };
         let node = match client.fetch_status(&w.node.cell, *fid).await {
             Ok(n) => n,
             Err(e) => {
@@ -107,8 +119,17 @@ async fn recheck(
         w.node = node;
         if new != old {
             changed += 1;
-            let delay = broke_at.map_or(String::from("-"), |t| format!("{:.1}ms", t.elapsed().as_secs_f64() * 1e3));
-            writeln!(out, "{} dv={} length={} delay={}", w.path, new, w.node.status.length(), delay)?;
+            let delay = broke_at.map_or(String::from("-"), |t| {
+                format!("{:.1}ms", t.elapsed().as_secs_f64() * 1e3)
+            });
+            writeln!(
+                out,
+                "{} dv={} length={} delay={}",
+                w.path,
+                new,
+                w.node.status.length(),
+                delay
+            )?;
             out.flush()?;
         }
     }

@@ -1,0 +1,176 @@
+//! The harness for tests against the real OpenAFS test cell.
+//!
+//! The cell is started by the repo's own script (testcell/cell.sh), which installs
+//! OpenAFS when it is missing. Tests that break the cell (restarts, loss,
+//! partitions) take the fault lock exclusively; the others share it.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use afs::client::{Client, ClientConfig};
+
+pub struct Cell {
+    pub name: String,
+    pub server: String,
+    pub cellservdb: PathBuf,
+    pub thiscell: PathBuf,
+    pub test_dir: String,
+    pub script: PathBuf,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Brings the cell up once per test binary and reads its env file.
+pub fn cell() -> &'static Cell {
+    static CELL: OnceLock<Cell> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let script = repo_root().join("testcell/cell.sh");
+        let out = Command::new(&script).arg("up").output().expect("run testcell/cell.sh up");
+        assert!(
+            out.status.success(),
+            "cell.sh up failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env_path = String::from_utf8(Command::new(&script).arg("env").output().unwrap().stdout).unwrap();
+        let text = std::fs::read_to_string(env_path.trim()).expect("read the cell's env file");
+        let env: HashMap<&str, &str> = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim().trim_matches('"')))
+            .collect();
+        Cell {
+            name: env["AFS_CELL"].into(),
+            server: env["AFS_SERVER"].into(),
+            cellservdb: env["AFS_CELLSERVDB"].into(),
+            thiscell: env["AFS_THISCELL"].into(),
+            test_dir: env["AFS_TEST_DIR"].into(),
+            script,
+        }
+    })
+}
+
+static FAULTS: RwLock<()> = RwLock::new(());
+
+/// Held by tests that only use the cell.
+pub fn shared() -> RwLockReadGuard<'static, ()> {
+    FAULTS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held by tests that restart, partition or degrade the cell.
+pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    FAULTS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A fresh path in the test volume for this test.
+pub fn unique_path(tag: &str) -> String {
+    let n: u32 = rand::random();
+    format!("{}/{tag}-{n:08x}", cell().test_dir)
+}
+
+pub fn config() -> ClientConfig {
+    let c = cell();
+    ClientConfig {
+        cellservdb: Some(c.cellservdb.clone()),
+        thiscell: Some(c.thiscell.clone()),
+        ..ClientConfig::default()
+    }
+}
+
+pub async fn client() -> Client {
+    Client::new(config()).await.expect("start the AFS client")
+}
+
+/// Runs `cell.sh ARGS` and returns its output; panics on failure.
+pub fn cell_sh(args: &[&str]) -> Output {
+    let out = Command::new(&cell().script).args(args).output().expect("run cell.sh");
+    assert!(
+        out.status.success(),
+        "cell.sh {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Reads a whole AFS file with OpenAFS's afsio.
+pub fn afsio_read(path: &str) -> Vec<u8> {
+    cell_sh(&["afsio", "read", "-file", path]).stdout
+}
+
+/// Writes `data` over an existing AFS file with OpenAFS's afsio (in 64 MiB pieces,
+/// working around afsio's bugs; see testcell/cell.sh).
+pub fn afsio_write(path: &str, data: &[u8]) {
+    let dir = tempdir();
+    let local = dir.join("data");
+    std::fs::write(&local, data).unwrap();
+    cell_sh(&["afsio-put", local.to_str().unwrap(), path, "-force"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+pub fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("afs-wasm-test-{:08x}", rand::random::<u32>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Deterministic pseudo-random bytes (cheap to make, easy to compare).
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Reads a whole file with our client.
+pub async fn read_all(client: &Client, path: &str) -> afs::rpc::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    client
+        .read(path, |c| {
+            out.extend_from_slice(c);
+            Ok(())
+        })
+        .await?;
+    Ok(out)
+}
+
+/// Writes a whole file with our client.
+pub async fn write_all(client: &Client, path: &str, data: &[u8]) -> afs::rpc::Result<()> {
+    client
+        .write(path, std::io::Cursor::new(data.to_vec()), data.len() as u64, |_| {})
+        .await?;
+    Ok(())
+}
+
+/// The afs-wasm binary.
+pub fn afs_wasm() -> Command {
+    let c = cell();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_afs-wasm"));
+    cmd.arg("--cellservdb")
+        .arg(&c.cellservdb)
+        .arg("--thiscell")
+        .arg(&c.thiscell)
+        .stdin(Stdio::null());
+    cmd
+}
+
+pub fn assert_same(what: &str, got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("{what}: first difference at byte {i}");
+    }
+}
+
+pub const SHORT: Duration = Duration::from_secs(20);
