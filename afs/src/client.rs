@@ -524,6 +524,11 @@ impl Client {
         self.file_server(&dir)
             .remove_dir(dir.fid, &name)
             .await
+            .map_err(|e| match e.kind() {
+                // OpenAFS fileservers answer EEXIST for a directory that is not empty.
+                ErrorKind::Exists => Error::local(ErrorKind::NotEmpty, "directory not empty"),
+                _ => e,
+            })
             .map_err(|e| e.at(path))?;
         Ok(())
     }

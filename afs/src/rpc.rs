@@ -28,9 +28,9 @@ pub enum Error {
     /// A condition found without asking a server.
     #[error("{message}")]
     Local { kind: ErrorKind, message: String },
-    /// An operation on a path failed.
-    #[error("{path}: {source}")]
-    At { path: String, source: Box<Error> },
+    /// An operation on a path failed. (Not a `source`: the message already says it.)
+    #[error("{path}: {inner}")]
+    At { path: String, inner: Box<Error> },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -44,7 +44,7 @@ impl Error {
             Error::Rx(_) | Error::BadReply { .. } => ErrorKind::Protocol,
             Error::BadArgument(_) => ErrorKind::Other,
             Error::Local { kind, .. } => *kind,
-            Error::At { source, .. } => source.kind(),
+            Error::At { inner, .. } => inner.kind(),
             Error::Io(_) => ErrorKind::Other,
         }
     }
@@ -62,7 +62,7 @@ impl Error {
             e @ Error::At { .. } => e,
             e => Error::At {
                 path: path.into(),
-                source: Box::new(e),
+                inner: Box::new(e),
             },
         }
     }
@@ -71,7 +71,7 @@ impl Error {
     pub fn abort_code(&self) -> Option<i32> {
         match self {
             Error::Aborted { code, .. } => Some(code.code()),
-            Error::At { source, .. } => source.abort_code(),
+            Error::At { inner, .. } => inner.abort_code(),
             _ => None,
         }
     }

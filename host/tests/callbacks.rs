@@ -1,0 +1,115 @@
+//! Callback breaks and fileserver restarts, with afsio as the third party.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use afs::callback::CallbackEvent;
+use common::*;
+
+async fn next_event(
+    rx: &mut tokio::sync::broadcast::Receiver<CallbackEvent>,
+    want: impl Fn(&CallbackEvent) -> bool,
+) -> CallbackEvent {
+    let deadline = Instant::now() + SHORT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = tokio::time::timeout(left, rx.recv())
+            .await
+            .expect("callback event in time")
+            .expect("event channel open");
+        if want(&ev) {
+            return ev;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn afsio_change_breaks_our_promise() {
+    let _g = shared();
+    let client = client().await;
+    let path = unique_path("cb");
+    write_all(&client, &path, b"before").await.unwrap();
+    let node = client.resolve(&path).await.unwrap();
+    assert!(client.promises().get(node.fid).is_some(), "FetchStatus gave a promise");
+    let mut events = client.subscribe();
+    afsio_write(&path, b"after!");
+    let ev = next_event(&mut events, |e| matches!(e, CallbackEvent::Broken { fids, .. } if fids.contains(&node.fid))).await;
+    drop(ev);
+    assert!(client.promises().get(node.fid).is_none(), "the break revoked the promise");
+    assert_eq!(read_all(&client, &path).await.unwrap(), b"after!");
+    client.remove(&path).await.unwrap();
+}
+
+#[test]
+fn watch_reports_each_change() {
+    let _g = shared();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let path = unique_path("watch");
+    let client = rt.block_on(client());
+    rt.block_on(write_all(&client, &path, b"v0")).unwrap();
+    let mut child = afs_wasm()
+        .args(["watch", "--count", "3", &path])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it holds its promise.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("watching 1 file"), "{line}");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    for i in 1..=3u8 {
+        afsio_write(&path, &[b'v', b'0' + i]);
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with(&path), "{line}");
+        assert!(line.contains(" delay="), "{line}");
+    }
+    assert!(child.wait().unwrap().success());
+    rt.block_on(client.remove(&path)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_dropping_state_is_noticed_on_next_call() {
+    let _g = exclusive();
+    let client = client().await;
+    let a = unique_path("rsta");
+    let b = unique_path("rstb");
+    write_all(&client, &a, b"a").await.unwrap();
+    write_all(&client, &b, b"b").await.unwrap();
+    let na = client.resolve(&a).await.unwrap();
+    let nb = client.resolve(&b).await.unwrap();
+    assert!(client.promises().get(na.fid).is_some() && client.promises().get(nb.fid).is_some());
+    let mut events = client.subscribe();
+    cell_sh(&["fs-restart", "drop"]);
+    // Our next call makes the forgetful server ask who we are and reset us.
+    let _ = client.fetch_status(&na.cell, na.fid).await.unwrap();
+    next_event(&mut events, |e| matches!(e, CallbackEvent::ServerReset { server, .. } if *server == na.server)).await;
+    assert!(client.promises().get(nb.fid).is_none(), "every promise from that server was dropped");
+    // New promises work again: a change by afsio is seen.
+    let nb = client.fetch_status(&nb.cell, nb.fid).await.unwrap();
+    afsio_write(&b, b"B");
+    next_event(&mut events, |e| matches!(e, CallbackEvent::Broken { fids, .. } if fids.contains(&nb.fid))).await;
+    client.remove(&a).await.unwrap();
+    client.remove(&b).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeping_state_still_delivers_breaks() {
+    let _g = exclusive();
+    let client = client().await;
+    let path = unique_path("keep");
+    write_all(&client, &path, b"x").await.unwrap();
+    let node = client.resolve(&path).await.unwrap();
+    let mut events = client.subscribe();
+    cell_sh(&["fs-restart", "keep"]);
+    afsio_write(&path, b"y");
+    next_event(&mut events, |e| matches!(e, CallbackEvent::Broken { fids, .. } if fids.contains(&node.fid))).await;
+    assert_eq!(read_all(&client, &path).await.unwrap(), b"y");
+    client.remove(&path).await.unwrap();
+    let _ = Duration::ZERO;
+}

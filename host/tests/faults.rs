@@ -1,0 +1,56 @@
+//! Packet loss and a stopped fileserver.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use afs::client::{Client, ClientConfig};
+use common::*;
+
+/// Removes loss rules and restarts the fileserver even if a test fails.
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&cell().script).args(["loss", "0"]).output();
+        let _ = std::process::Command::new(&cell().script).arg("fs-start").output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_percent_loss_100mib_both_ways() {
+    let _g = exclusive();
+    let _restore = Restore;
+    let client = client().await;
+    let path = unique_path("lossy");
+    let data = pattern(100 << 20, 5);
+    cell_sh(&["loss", "5"]);
+    write_all(&client, &path, &data).await.unwrap();
+    let got = read_all(&client, &path).await.unwrap();
+    cell_sh(&["loss", "0"]);
+    assert_same("read under loss", &got, &data);
+    assert_same("afsio read of what we wrote under loss", &afsio_read(&path), &data);
+    client.remove(&path).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_fileserver_gives_clear_error_then_recovers() {
+    let _g = exclusive();
+    let _restore = Restore;
+    let mut cfg: ClientConfig = config();
+    cfg.rx.call.dead_time = Duration::from_secs(5);
+    let client = Client::new(cfg).await.unwrap();
+    let path = unique_path("down");
+    write_all(&client, &path, b"still here").await.unwrap();
+    let node = client.resolve(&path).await.unwrap();
+    cell_sh(&["fs-stop"]);
+    let start = Instant::now();
+    let err = client.fetch_status(&node.cell, node.fid).await.unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(err.kind(), afs::ErrorKind::ServerUnreachable, "{err}");
+    assert!(err.to_string().contains(&format!("server unreachable: {}:7000", cell().server)), "{err}");
+    assert!(took < Duration::from_secs(8), "error after {took:?}");
+    cell_sh(&["fs-start"]);
+    assert_eq!(read_all(&client, &path).await.unwrap(), b"still here");
+    client.remove(&path).await.unwrap();
+}

@@ -1,0 +1,107 @@
+//! Byte-exact interop with OpenAFS's afsio, both ways, against the real test cell.
+
+mod common;
+
+use common::*;
+
+const SIZES: [usize; 8] = [0, 1, 1411, 1412, 1413, 65536, 10 << 20, 200 << 20];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ours_writes_afsio_reads() {
+    let _g = shared();
+    let client = client().await;
+    for (i, &size) in SIZES.iter().enumerate() {
+        let path = unique_path(&format!("w{size}"));
+        let data = pattern(size, i as u64 + 1);
+        write_all(&client, &path, &data).await.unwrap();
+        assert_same(&format!("afsio read of {size} bytes"), &afsio_read(&path), &data);
+        client.remove(&path).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn afsio_writes_ours_reads() {
+    let _g = shared();
+    let client = client().await;
+    for (i, &size) in SIZES.iter().enumerate() {
+        let path = unique_path(&format!("r{size}"));
+        // afsio cannot truncate: start from an empty file we create.
+        write_all(&client, &path, &[]).await.unwrap();
+        let data = pattern(size, 100 + i as u64);
+        afsio_write(&path, &data);
+        let got = read_all(&client, &path).await.unwrap();
+        assert_same(&format!("our read of {size} bytes"), &got, &data);
+        client.remove(&path).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwrite_shrinks_and_grows() {
+    let _g = shared();
+    let client = client().await;
+    let path = unique_path("resize");
+    for (i, size) in [5000usize, 10, 300_000, 0, 7].into_iter().enumerate() {
+        let data = pattern(size, 7 + i as u64);
+        write_all(&client, &path, &data).await.unwrap();
+        assert_same("afsio after overwrite", &afsio_read(&path), &data);
+        assert_eq!(client.resolve(&path).await.unwrap().status.length(), size as u64);
+    }
+    client.remove(&path).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_and_errors_are_clear() {
+    let _g = shared();
+    let client = client().await;
+    let dir = unique_path("dir");
+    client.mkdir(&dir).await.unwrap();
+    let file = format!("{dir}/inner");
+    write_all(&client, &file, b"hello").await.unwrap();
+    let names: Vec<String> = client.list(&dir).await.unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["inner"]);
+
+    let err = client.remove_dir(&dir).await.unwrap_err();
+    assert_eq!(err.kind(), afs::ErrorKind::NotEmpty, "{err}");
+    let missing = client.resolve(&format!("{dir}/nope")).await.unwrap_err();
+    assert_eq!(missing.kind(), afs::ErrorKind::NotFound);
+    assert!(missing.to_string().contains("no such file"), "{missing}");
+    let err = client.mkdir(&dir).await.unwrap_err();
+    assert_eq!(err.kind(), afs::ErrorKind::Exists, "{err}");
+    let err = read_all(&client, &dir).await.unwrap_err();
+    assert_eq!(err.kind(), afs::ErrorKind::IsDirectory, "{err}");
+
+    client.remove(&file).await.unwrap();
+    client.remove_dir(&dir).await.unwrap();
+    assert_eq!(client.resolve(&dir).await.unwrap_err().kind(), afs::ErrorKind::NotFound);
+}
+
+#[test]
+fn cli_commands_round_trip() {
+    let _g = shared();
+    let path = unique_path("cli");
+    let dir = tempdir();
+    let local = dir.join("in");
+    let data = pattern(3 << 20, 42);
+    std::fs::write(&local, &data).unwrap();
+    let ok = |args: &[&str]| {
+        let out = afs_wasm().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    ok(&["put", local.to_str().unwrap(), &path]);
+    assert_same("cat", &ok(&["cat", &path]), &data);
+    let stat = String::from_utf8(ok(&["stat", &path])).unwrap();
+    assert!(stat.contains(&format!("length:       {}", data.len())), "{stat}");
+    let name = path.rsplit('/').next().unwrap();
+    let ls = String::from_utf8(ok(&["ls", "-l", &cell().test_dir])).unwrap();
+    assert!(ls.lines().any(|l| l.ends_with(name) && l.contains(&data.len().to_string())), "{ls}");
+    // Relative paths use --cell.
+    let rel = path.strip_prefix(&format!("/afs/{}/", cell().name)).unwrap();
+    assert_same("cat relative", &ok(&["--cell", &cell().name, "cat", rel]), &data);
+    ok(&["rm", &path]);
+    let out = afs_wasm().args(["cat", &path]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no such file or directory") && err.contains(&path), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
