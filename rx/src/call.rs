@@ -255,10 +255,8 @@ impl CallMachine {
     pub fn read(&mut self) -> Option<Bytes> {
         let chunk = self.rx_ready.pop_front()?;
         self.rx_read_seq += 1;
-        // Reading opened the window: tell the peer once a quarter of it is free.
-        if !self.rx_complete()
-            && self.rx_read_seq - self.rx_acked_through >= (self.cfg.recv_window / 4).max(1)
-        {
+        // Reading made room in a full buffer: let the peer send again.
+        if !self.rx_complete() && self.hard_ack_point() >= self.rx_acked_through + 16 {
             self.want_ack(AckReason::Delay, 0);
         }
         Some(chunk)
@@ -638,12 +636,19 @@ impl CallMachine {
         self.last_ping = Some((now, *serial));
     }
 
-    fn emit_ack(&mut self, reason: AckReason, cause: u32, serial: &mut u32, out: &mut Vec<Packet>) {
-        let first = if self.rx_complete() {
+    /// The first packet we do not hard-acknowledge. Everything received in order is
+    /// acknowledged while at most `recv_window` packets wait unread; beyond that the
+    /// peer's window stops moving until the application reads (flow control).
+    fn hard_ack_point(&self) -> u32 {
+        if self.rx_complete() {
             self.rx_next
         } else {
-            self.rx_read_seq
-        };
+            self.rx_next.min(self.rx_read_seq + self.cfg.recv_window)
+        }
+    }
+
+    fn emit_ack(&mut self, reason: AckReason, cause: u32, serial: &mut u32, out: &mut Vec<Packet>) {
+        let first = self.hard_ack_point();
         let n = (self.rx_highest + 1)
             .saturating_sub(first)
             .min(MAX_ACKS as u32);

@@ -91,12 +91,17 @@ fn drain(call: &mut CallMachine) -> Vec<u8> {
     v
 }
 
-fn exchange(
+fn exchange(req_len: usize, reply_len: usize, lose: impl FnMut(usize, &Packet) -> bool) -> Link {
+    exchange_with(CallConfig::default(), req_len, reply_len, lose)
+}
+
+fn exchange_with(
+    cfg: CallConfig,
     req_len: usize,
     reply_len: usize,
     mut lose: impl FnMut(usize, &Packet) -> bool,
 ) -> Link {
-    let mut link = Link::new(CallConfig::default());
+    let mut link = Link::new(cfg);
     let request = pattern(req_len, 1);
     let reply = pattern(reply_len, 2);
     let mut got_request = Vec::new();
@@ -293,4 +298,18 @@ fn hostile_packets_do_not_panic() {
         let _ = link.client.read();
         let _ = link.server.read();
     }
+}
+
+#[test]
+fn small_send_window_never_waits_for_keepalives() {
+    // OpenAFS fileservers send at most 32 packets beyond our hard ack: the window
+    // must keep moving on acks alone, without pings (1 s apart) to unstick it.
+    let cfg = CallConfig {
+        max_send_window: 32,
+        ..CallConfig::default()
+    };
+    let start = Instant::now();
+    let link = exchange_with(cfg, 100, 4 << 20, |_, _| false);
+    let simulated = link.now - start;
+    assert!(simulated < Duration::from_millis(500), "took {simulated:?} of simulated time");
 }
