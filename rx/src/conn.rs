@@ -110,6 +110,8 @@ pub(crate) struct Effects {
     pub out: Vec<(SocketAddr, Bytes)>,
     pub wake: Vec<Arc<Notify>>,
     pub dispatch: Vec<Dispatch>,
+    /// Calls that received packets in the current batch.
+    pub touched: Vec<CallId>,
 }
 
 /// Every connection and call of an endpoint.
@@ -288,7 +290,18 @@ impl Table {
                 });
             }
         }
-        self.transmit(id, now, fx);
+        // Transmit once per batch of datagrams (see `flush`), so a burst of
+        // packets that each request an ACK gets one ACK, not one per packet.
+        if !fx.touched.contains(&id) {
+            fx.touched.push(id);
+        }
+    }
+
+    /// Lets every call touched by the routed batch send what it now wants to.
+    pub fn flush(&mut self, now: Instant, fx: &mut Effects) {
+        for id in std::mem::take(&mut fx.touched) {
+            self.transmit(id, now, fx);
+        }
     }
 
     /// Lets a call emit what it wants to send, then tidies it up if it ended.

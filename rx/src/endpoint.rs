@@ -239,6 +239,7 @@ impl Inner {
                         }
                     }
                 }
+                table.flush(now, &mut fx);
             }
             let new_calls = !fx.dispatch.is_empty();
             self.apply(fx);
