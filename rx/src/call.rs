@@ -49,6 +49,10 @@ pub struct CallConfig {
     pub ack_every: u32,
     /// Otherwise acknowledge received data after this delay.
     pub delayed_ack: Duration,
+    /// Packets per jumbogram we accept (advertised; 1 disables jumbograms).
+    pub jumbo_max: u32,
+    /// Largest datagram we accept (advertised as our interface MTU).
+    pub max_mtu: u32,
 }
 
 impl Default for CallConfig {
@@ -65,6 +69,8 @@ impl Default for CallConfig {
             max_send_window: 255,
             ack_every: 4,
             delayed_ack: Duration::from_millis(5),
+            jumbo_max: 1,
+            max_mtu: (HEADER_LEN + MAX_PACKET_DATA) as u32,
         }
     }
 }
@@ -668,9 +674,9 @@ impl CallMachine {
             acks,
             trailer: Some(AckTrailer {
                 rx_mtu: (HEADER_LEN + MAX_PACKET_DATA) as u32,
-                max_mtu: (HEADER_LEN + MAX_PACKET_DATA) as u32,
+                max_mtu: self.cfg.max_mtu,
                 rwind: self.cfg.recv_window,
-                jumbo_max: 1,
+                jumbo_max: self.cfg.jumbo_max,
             }),
         };
         let mut body = BytesMut::with_capacity(64);
