@@ -627,6 +627,9 @@ afsio_run() {
     return $rc
 }
 
+# With -force over an existing file, that file must be empty (or no longer than 64 MiB
+# and the source no longer than it): afsio cannot truncate, and its appends go after
+# the old end of the file.
 afsio_put() { # LOCAL AFSPATH [-force]
     local src="${1:-}" dst="${2:-}" force="${3:-}" size chunk=$((64 << 20)) off
     [[ -n $src && -n $dst ]] || die "usage: cell.sh afsio-put LOCALFILE AFSPATH [-force]"
@@ -636,15 +639,19 @@ afsio_put() { # LOCAL AFSPATH [-force]
     if afsio_run append -file "$dst" </dev/null >/dev/null 2>&1; then
         [[ $force == -force ]] ||
             die "$dst exists (afsio can neither truncate nor delete it; -force writes over it in place, keeping a longer old length)"
-        head -c "$chunk" "$src" | afsio_run write -force -file "$dst" >/dev/null
+        dd if="$src" bs=1M iflag=count_bytes count="$chunk" status=none |
+            afsio_run write -force -file "$dst" >/dev/null
     else
         [[ $dst == */* ]] || dst="/$dst"   # "NAME" is refused, "/NAME" is NAME in root.cell
         [[ $(afsio_bin) != /usr/bin/afsio || $dst =~ ^/[^/]+$ ]] ||
             die "the stock afsio cannot create $dst (see the afsio bugs in cell.sh)"
-        head -c "$chunk" "$src" | afsio_run write -file "$dst" >/dev/null
+        dd if="$src" bs=1M iflag=count_bytes count="$chunk" status=none |
+            afsio_run write -file "$dst" >/dev/null
     fi
     for ((off = chunk; off < size; off += chunk)); do
-        tail -c +$((off + 1)) "$src" | head -c "$chunk" | afsio_run append -file "$dst" >/dev/null
+        # dd reads exactly this piece (tail | head would die of SIGPIPE under pipefail).
+        dd if="$src" bs=1M iflag=skip_bytes,count_bytes skip="$off" count="$chunk" status=none |
+            afsio_run append -file "$dst" >/dev/null
     done
 }
 

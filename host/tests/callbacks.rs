@@ -33,12 +33,22 @@ async fn afsio_change_breaks_our_promise() {
     let path = unique_path("cb");
     write_all(&client, &path, b"before").await.unwrap();
     let node = client.resolve(&path).await.unwrap();
-    assert!(client.promises().get(node.fid).is_some(), "FetchStatus gave a promise");
+    assert!(
+        client.promises().get(node.fid).is_some(),
+        "FetchStatus gave a promise"
+    );
     let mut events = client.subscribe();
     afsio_write(&path, b"after!");
-    let ev = next_event(&mut events, |e| matches!(e, CallbackEvent::Broken { fids, .. } if fids.contains(&node.fid))).await;
+    let ev = next_event(
+        &mut events,
+        |e| matches!(e, CallbackEvent::Broken { fids, .. } if fids.contains(&node.fid)),
+    )
+    .await;
     drop(ev);
-    assert!(client.promises().get(node.fid).is_none(), "the break revoked the promise");
+    assert!(
+        client.promises().get(node.fid).is_none(),
+        "the break revoked the promise"
+    );
     assert_eq!(read_all(&client, &path).await.unwrap(), b"after!");
     client.remove(&path).await.unwrap();
 }
@@ -88,12 +98,23 @@ async fn restart_dropping_state_is_noticed_on_next_call() {
     cell_sh(&["fs-restart", "drop"]);
     // Our next call makes the forgetful server ask who we are and reset us.
     let _ = client.fetch_status(&na.cell, na.fid).await.unwrap();
-    next_event(&mut events, |e| matches!(e, CallbackEvent::ServerReset { server, .. } if *server == na.server)).await;
-    assert!(client.promises().get(nb.fid).is_none(), "every promise from that server was dropped");
+    next_event(
+        &mut events,
+        |e| matches!(e, CallbackEvent::ServerReset { server, .. } if *server == na.server),
+    )
+    .await;
+    assert!(
+        client.promises().get(nb.fid).is_none(),
+        "every promise from that server was dropped"
+    );
     // New promises work again: a change by afsio is seen.
     let nb = client.fetch_status(&nb.cell, nb.fid).await.unwrap();
     afsio_write(&b, b"B");
-    next_event(&mut events, |e| matches!(e, CallbackEvent::Broken { fids, .. } if fids.contains(&nb.fid))).await;
+    next_event(
+        &mut events,
+        |e| matches!(e, CallbackEvent::Broken { fids, .. } if fids.contains(&nb.fid)),
+    )
+    .await;
     client.remove(&a).await.unwrap();
     client.remove(&b).await.unwrap();
 }
@@ -108,7 +129,11 @@ async fn restart_keeping_state_still_delivers_breaks() {
     let mut events = client.subscribe();
     cell_sh(&["fs-restart", "keep"]);
     afsio_write(&path, b"y");
-    next_event(&mut events, |e| matches!(e, CallbackEvent::Broken { fids, .. } if fids.contains(&node.fid))).await;
+    next_event(
+        &mut events,
+        |e| matches!(e, CallbackEvent::Broken { fids, .. } if fids.contains(&node.fid)),
+    )
+    .await;
     assert_eq!(read_all(&client, &path).await.unwrap(), b"y");
     client.remove(&path).await.unwrap();
     let _ = Duration::ZERO;

@@ -12,8 +12,12 @@ struct Restore;
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(&cell().script).args(["loss", "0"]).output();
-        let _ = std::process::Command::new(&cell().script).arg("fs-start").output();
+        let _ = std::process::Command::new(&cell().script)
+            .args(["loss", "0"])
+            .output();
+        let _ = std::process::Command::new(&cell().script)
+            .arg("fs-start")
+            .output();
     }
 }
 
@@ -29,7 +33,11 @@ async fn five_percent_loss_100mib_both_ways() {
     let got = read_all(&client, &path).await.unwrap();
     cell_sh(&["loss", "0"]);
     assert_same("read under loss", &got, &data);
-    assert_same("afsio read of what we wrote under loss", &afsio_read(&path), &data);
+    assert_same(
+        "afsio read of what we wrote under loss",
+        &afsio_read(&path),
+        &data,
+    );
     client.remove(&path).await.unwrap();
 }
 
@@ -48,7 +56,11 @@ async fn stopped_fileserver_gives_clear_error_then_recovers() {
     let err = client.fetch_status(&node.cell, node.fid).await.unwrap_err();
     let took = start.elapsed();
     assert_eq!(err.kind(), afs::ErrorKind::ServerUnreachable, "{err}");
-    assert!(err.to_string().contains(&format!("server unreachable: {}:7000", cell().server)), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("server unreachable: {}:7000", cell().server)),
+        "{err}"
+    );
     assert!(took < Duration::from_secs(8), "error after {took:?}");
     cell_sh(&["fs-start"]);
     assert_eq!(read_all(&client, &path).await.unwrap(), b"still here");

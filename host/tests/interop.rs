@@ -14,7 +14,11 @@ async fn ours_writes_afsio_reads() {
         let path = unique_path(&format!("w{size}"));
         let data = pattern(size, i as u64 + 1);
         write_all(&client, &path, &data).await.unwrap();
-        assert_same(&format!("afsio read of {size} bytes"), &afsio_read(&path), &data);
+        assert_same(
+            &format!("afsio read of {size} bytes"),
+            &afsio_read(&path),
+            &data,
+        );
         client.remove(&path).await.unwrap();
     }
 }
@@ -44,7 +48,10 @@ async fn overwrite_shrinks_and_grows() {
         let data = pattern(size, 7 + i as u64);
         write_all(&client, &path, &data).await.unwrap();
         assert_same("afsio after overwrite", &afsio_read(&path), &data);
-        assert_eq!(client.resolve(&path).await.unwrap().status.length(), size as u64);
+        assert_eq!(
+            client.resolve(&path).await.unwrap().status.length(),
+            size as u64
+        );
     }
     client.remove(&path).await.unwrap();
 }
@@ -57,7 +64,13 @@ async fn directories_and_errors_are_clear() {
     client.mkdir(&dir).await.unwrap();
     let file = format!("{dir}/inner");
     write_all(&client, &file, b"hello").await.unwrap();
-    let names: Vec<String> = client.list(&dir).await.unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = client
+        .list(&dir)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, ["inner"]);
 
     let err = client.remove_dir(&dir).await.unwrap_err();
@@ -72,7 +85,10 @@ async fn directories_and_errors_are_clear() {
 
     client.remove(&file).await.unwrap();
     client.remove_dir(&dir).await.unwrap();
-    assert_eq!(client.resolve(&dir).await.unwrap_err().kind(), afs::ErrorKind::NotFound);
+    assert_eq!(
+        client.resolve(&dir).await.unwrap_err().kind(),
+        afs::ErrorKind::NotFound
+    );
 }
 
 #[test]
@@ -85,23 +101,43 @@ fn cli_commands_round_trip() {
     std::fs::write(&local, &data).unwrap();
     let ok = |args: &[&str]| {
         let out = afs_wasm().args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
     ok(&["put", local.to_str().unwrap(), &path]);
     assert_same("cat", &ok(&["cat", &path]), &data);
     let stat = String::from_utf8(ok(&["stat", &path])).unwrap();
-    assert!(stat.contains(&format!("length:       {}", data.len())), "{stat}");
+    assert!(
+        stat.contains(&format!("length:       {}", data.len())),
+        "{stat}"
+    );
     let name = path.rsplit('/').next().unwrap();
     let ls = String::from_utf8(ok(&["ls", "-l", &cell().test_dir])).unwrap();
-    assert!(ls.lines().any(|l| l.ends_with(name) && l.contains(&data.len().to_string())), "{ls}");
+    assert!(
+        ls.lines()
+            .any(|l| l.ends_with(name) && l.contains(&data.len().to_string())),
+        "{ls}"
+    );
     // Relative paths use --cell.
-    let rel = path.strip_prefix(&format!("/afs/{}/", cell().name)).unwrap();
-    assert_same("cat relative", &ok(&["--cell", &cell().name, "cat", rel]), &data);
+    let rel = path
+        .strip_prefix(&format!("/afs/{}/", cell().name))
+        .unwrap();
+    assert_same(
+        "cat relative",
+        &ok(&["--cell", &cell().name, "cat", rel]),
+        &data,
+    );
     ok(&["rm", &path]);
     let out = afs_wasm().args(["cat", &path]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no such file or directory") && err.contains(&path), "{err}");
+    assert!(
+        err.contains("no such file or directory") && err.contains(&path),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -24,7 +24,10 @@ pub struct Cell {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Brings the cell up once per test binary and reads its env file.
@@ -32,14 +35,18 @@ pub fn cell() -> &'static Cell {
     static CELL: OnceLock<Cell> = OnceLock::new();
     CELL.get_or_init(|| {
         let script = repo_root().join("testcell/cell.sh");
-        let out = Command::new(&script).arg("up").output().expect("run testcell/cell.sh up");
+        let out = Command::new(&script)
+            .arg("up")
+            .output()
+            .expect("run testcell/cell.sh up");
         assert!(
             out.status.success(),
             "cell.sh up failed:\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let env_path = String::from_utf8(Command::new(&script).arg("env").output().unwrap().stdout).unwrap();
+        let env_path =
+            String::from_utf8(Command::new(&script).arg("env").output().unwrap().stdout).unwrap();
         let text = std::fs::read_to_string(env_path.trim()).expect("read the cell's env file");
         let env: HashMap<&str, &str> = text
             .lines()
@@ -90,7 +97,10 @@ pub async fn client() -> Client {
 
 /// Runs `cell.sh ARGS` and returns its output; panics on failure.
 pub fn cell_sh(args: &[&str]) -> Output {
-    let out = Command::new(&cell().script).args(args).output().expect("run cell.sh");
+    let out = Command::new(&cell().script)
+        .args(args)
+        .output()
+        .expect("run cell.sh");
     assert!(
         out.status.success(),
         "cell.sh {args:?} failed:\n{}",
@@ -149,7 +159,12 @@ pub async fn read_all(client: &Client, path: &str) -> afs::rpc::Result<Vec<u8>> 
 /// Writes a whole file with our client.
 pub async fn write_all(client: &Client, path: &str, data: &[u8]) -> afs::rpc::Result<()> {
     client
-        .write(path, std::io::Cursor::new(data.to_vec()), data.len() as u64, |_| {})
+        .write(
+            path,
+            std::io::Cursor::new(data.to_vec()),
+            data.len() as u64,
+            |_| {},
+        )
         .await?;
     Ok(())
 }

@@ -311,5 +311,8 @@ fn small_send_window_never_waits_for_keepalives() {
     let start = Instant::now();
     let link = exchange_with(cfg, 100, 4 << 20, |_, _| false);
     let simulated = link.now - start;
-    assert!(simulated < Duration::from_millis(500), "took {simulated:?} of simulated time");
+    assert!(
+        simulated < Duration::from_millis(500),
+        "took {simulated:?} of simulated time"
+    );
 }
