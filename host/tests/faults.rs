@@ -1,5 +1,9 @@
 //! Packet loss and a stopped fileserver.
 
+// The fault lock is held for a whole test on purpose, across its awaits: it keeps
+// cell-breaking tests apart from the others. Each test has its own runtime.
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 
 use std::time::{Duration, Instant};
