@@ -71,6 +71,7 @@ starttime() { # PID -> start time or nothing
     stat="${stat##*) }"
     # shellcheck disable=SC2086
     set -- $stat
+    [[ $1 != Z && $1 != X ]] || return 1   # a zombie is dead
     printf '%s\n' "${20}"
 }
 

@@ -8,15 +8,20 @@ set -a; . "$(testcell/cell.sh env)"; set +a
 cargo build --release -q -p afs-wasm-host
 afs=(target/release/afs-wasm --cellservdb "$AFS_CELLSERVDB" --thiscell "$AFS_THISCELL")
 run() { printf '\n$ afs-wasm %s\n' "$*"; "${afs[@]}" "$@"; }
-run put README.md "$AFS_TEST_DIR/README.md"
+f="$AFS_TEST_DIR/hello.txt"
+mkdir -p "$AFS_TESTCELL_RUN/tmp"
+printf 'hello from afs-wasm\n' > "$AFS_TESTCELL_RUN/tmp/demo-hello"
+# afsio cannot truncate: its change has the same length.
+printf 'hello from afsio!!!\n' > "$AFS_TESTCELL_RUN/tmp/demo-change"
+run put "$AFS_TESTCELL_RUN/tmp/demo-hello" "$f"
 run ls -l "$AFS_TEST_DIR"
-run stat "$AFS_TEST_DIR/README.md"
-run cat "$AFS_TEST_DIR/README.md" | head -5
+run stat "$f"
+run cat "$f"
 printf '\n# a third party (OpenAFS afsio) changes the file while we watch it:\n'
-"${afs[@]}" watch --count 1 "$AFS_TEST_DIR/README.md" &
+"${afs[@]}" watch --count 1 "$f" &
 watcher=$!
 sleep 1
-printf 'changed by afsio\n' > "$AFS_TESTCELL_RUN/tmp/demo-change"
-testcell/cell.sh afsio-put "$AFS_TESTCELL_RUN/tmp/demo-change" "$AFS_TEST_DIR/README.md" -force
+testcell/cell.sh afsio-put "$AFS_TESTCELL_RUN/tmp/demo-change" "$f" -force
 wait "$watcher"
-run rm "$AFS_TEST_DIR/README.md"
+run cat "$f"
+run rm "$f"

@@ -66,10 +66,26 @@ pub async fn cat(client: &Client, paths: &[String]) -> Result<()> {
     let stdout = std::io::stdout();
     for p in paths {
         let mut out = stdout.lock();
-        client.read(p, |chunk| out.write_all(chunk)).await?;
-        out.flush()?;
+        let done = client
+            .read(p, |chunk| out.write_all(chunk))
+            .await
+            .map(drop)
+            .and_then(|()| out.flush().map_err(afs::rpc::Error::Io));
+        match done {
+            // The reader went away (`afs-wasm cat f | head`): stop quietly, as cat does.
+            Err(e) if is_broken_pipe(&e) => return Ok(()),
+            r => r?,
+        }
     }
     Ok(())
+}
+
+fn is_broken_pipe(e: &afs::rpc::Error) -> bool {
+    match e {
+        afs::rpc::Error::Io(io) => io.kind() == std::io::ErrorKind::BrokenPipe,
+        afs::rpc::Error::At { inner, .. } => is_broken_pipe(inner),
+        _ => false,
+    }
 }
 
 fn progress_bar(len: u64) -> Option<ProgressBar> {
