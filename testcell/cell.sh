@@ -179,8 +179,9 @@ ensure_packages() {
 
 write_config() {
     local d
-    # Wipe the previous run (keep the lock file).
-    find "$RUN" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
+    # Wipe the previous run.
+    mkdir -p "$RUN"
+    find "$RUN" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
     mkdir -p "$RUN"/{etc/openafs/server,db,local,log,vicepa,sys,client,pids,tmp}
     chmod 700 "$RUN/db" "$RUN/local"
     for d in "$RUN/etc/openafs" "$RUN/etc/openafs/server" "$RUN/client"; do
@@ -226,9 +227,46 @@ EOF
 # ---------------------------------------------------------------------------------------------
 # Namespaces and network
 
-cleanup_net() {
+# The veth and the addresses are machine-wide, but a cell belongs to one checkout (its run
+# dir): the host side of the veth carries the alias "afs-wasm-testcell:RUNDIR" of its owner, and
+# one checkout never deletes another's live cell (it would cut that cell off in mid-test).
+OWNER_TAG="afs-wasm-testcell:$RUN"
+
+veth_owner() { # -> the alias of the host side of the veth, or nothing; fails if no veth
+    local out
+    out="$(ip -d link show "$VETH_HOST" 2>/dev/null)" || return 1
+    printf '%s\n' "$out" | sed -n 's/^ *alias //p'
+}
+
+# Before starting: remove our stale veth, or a stale one of another checkout; refuse to touch
+# the veth of another checkout's live cell.
+claim_net() {
+    local owner other pid st cur
+    owner="$(veth_owner)" || return 0
+    if [[ $owner != "$OWNER_TAG" ]]; then
+        [[ $owner == afs-wasm-testcell:* ]] ||
+            die "interface $VETH_HOST exists and was not made by this script (alias '$owner'): another test cell (an older cell.sh?) may be using it; stop that one, or remove it with: ip link del $VETH_HOST"
+        other="${owner#afs-wasm-testcell:}"
+        if read -r pid st < "$other/pids/holder" 2>/dev/null &&
+            cur="$(starttime "$pid")" && [[ $cur == "$st" ]]; then
+            die "the test cell of another checkout is running ($other, holder pid $pid) and uses $SERVER; stop it first: $(dirname "$other")/cell.sh down"
+        fi
+        log "removing the stale veth of $other"
+    fi
     ip link del "$VETH_HOST" 2>/dev/null || true
-    ip route del blackhole "$CLIENTNET/30" metric 4242 2>/dev/null || true
+}
+
+# After stopping: remove our veth (if it still exists and is ours), and the blackhole route
+# once no veth is left.
+release_net() {
+    local owner
+    if owner="$(veth_owner)"; then
+        [[ $owner == "$OWNER_TAG" ]] && ip link del "$VETH_HOST" 2>/dev/null
+    fi
+    if ! ip link show "$VETH_HOST" >/dev/null 2>&1; then
+        ip route del blackhole "$CLIENTNET/30" metric 4242 2>/dev/null || true
+    fi
+    return 0
 }
 
 start_holder() {
@@ -249,8 +287,9 @@ start_holder() {
     record_pid holder "$h"
 
     # Network: veth pair, host side in the root namespace.
-    cleanup_net
+    claim_net
     ip link add "$VETH_HOST" type veth peer name "$VETH_NS" netns "$h"
+    ip link set dev "$VETH_HOST" alias "$OWNER_TAG"
     sysctl -qw "net.ipv6.conf.$VETH_HOST.disable_ipv6=1" 2>/dev/null || true
     ip addr add "$HOSTADDR/30" dev "$VETH_HOST"
     ip link set "$VETH_HOST" up
@@ -374,7 +413,7 @@ healthy() {
     local n
     [[ -f $RUN/ready && -f $RUN/env ]] || return 1
     holder >/dev/null || return 1
-    ip link show "$VETH_HOST" >/dev/null 2>&1 || return 1
+    [[ $(veth_owner) == "$OWNER_TAG" ]] || return 1
     for n in "${SERVERS[@]}"; do pid_of "$n" >/dev/null || return 1; done
     fs_answers
 }
@@ -401,7 +440,7 @@ cmd_up() {
         log "cell is partly up: taking it down first"
         cmd_down
     fi
-    cleanup_net
+    claim_net   # fail early if another checkout's cell is running
     ensure_packages
     write_config
     start_holder
@@ -453,7 +492,7 @@ cmd_down() {
     done
     kill_name holder KILL 50
     # The netns dies with its last process, taking the veth pair with it; clean up anyway.
-    cleanup_net
+    release_net
     return 0
 }
 
@@ -472,6 +511,10 @@ cmd_status() {
             rc=1
         fi
     done
+    if [[ $(veth_owner) != "$OWNER_TAG" ]]; then
+        printf '  veth           %s is missing or not ours (%s)\n' "$VETH_HOST" "$(veth_owner)"
+        rc=1
+    fi
     if h="$(holder)"; then
         printf '  link           %s\n' \
             "$(nsenter -t "$h" -n ip -br link show "$VETH_NS" 2>/dev/null | awk '{print $2}')"
@@ -661,11 +704,11 @@ afsio_get() { # AFSPATH LOCAL
     afsio_run read -file "$1" > "$2"
 }
 
-# Commands that change the cell take a lock (run/.lock), so that parallel tests may all call
-# `cell.sh up`: the first one starts the cell, the others wait and then find it healthy.
+# Commands that change the cell take a machine-wide lock (the veth and addresses are
+# machine-wide), so that parallel tests may all call `cell.sh up`: the first one starts the
+# cell, the others wait and then find it healthy.
 lock() {
-    mkdir -p "$RUN"
-    exec 9>>"$RUN/.lock"
+    exec 9>>/run/lock/afs-wasm-testcell.lock
     flock 9
 }
 

@@ -199,17 +199,25 @@ impl Client {
         Ok(loc)
     }
 
-    /// The fileserver to ask about `fid`.
-    async fn server_for(&self, cell: &str, fid: Fid) -> Result<(FileServer, VolumeType)> {
+    /// The fileservers holding `fid`'s volume, in the order to try them.
+    async fn servers_for(&self, cell: &str, fid: Fid) -> Result<(Vec<SocketAddr>, VolumeType)> {
         let loc = self.volume_by_id(cell, fid.volume).await?;
         let vtype = loc.type_of(fid.volume).unwrap_or(VolumeType::ReadWrite);
-        let server = *loc.servers(vtype).first().ok_or_else(|| {
-            Error::local(
+        let servers = loc.servers(vtype).to_vec();
+        if servers.is_empty() {
+            return Err(Error::local(
                 ErrorKind::VolumeOffline,
                 format!("volume {} has no usable site", loc.name),
-            )
-        })?;
-        Ok((FileServer::new(self.endpoint.clone(), server), vtype))
+            ));
+        }
+        Ok((servers, vtype))
+    }
+
+    fn forget_volume(&self, id: u32) {
+        let mut cache = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(loc) = cache.remove(&id) {
+            cache.retain(|_, l| !Arc::ptr_eq(l, &loc));
+        }
     }
 
     /// A fileserver handle for `node`'s server.
@@ -217,18 +225,52 @@ impl Client {
         FileServer::new(self.endpoint.clone(), node.server)
     }
 
-    /// FetchStatus, recording the promise that comes with it.
+    /// FetchStatus, recording the promise that comes with it. Tries each site of
+    /// the volume in turn while they are unreachable, and looks the volume up again
+    /// once if a server says it moved or does not have it.
     pub async fn fetch_status(&self, cell: &str, fid: Fid) -> Result<Node> {
-        let (fs, volume_type) = self.server_for(cell, fid).await?;
-        let reply = fs.fetch_status(fid).await?;
-        self.note_promise(fid, fs.addr(), &reply);
-        Ok(Node {
-            cell: cell.to_string(),
-            fid,
-            status: reply.status,
-            server: fs.addr(),
-            volume_type,
-        })
+        let mut relocated = false;
+        loop {
+            let (servers, volume_type) = self.servers_for(cell, fid).await?;
+            let mut last = None;
+            for server in servers {
+                let fs = FileServer::new(self.endpoint.clone(), server);
+                match fs.fetch_status(fid).await {
+                    Ok(reply) => {
+                        self.note_promise(fid, server, &reply);
+                        return Ok(Node {
+                            cell: cell.to_string(),
+                            fid,
+                            status: reply.status,
+                            server,
+                            volume_type,
+                        });
+                    }
+                    Err(e) if e.kind() == ErrorKind::ServerUnreachable => {
+                        debug!(%server, error = %e, "site unreachable; trying the next");
+                        last = Some(e);
+                    }
+                    Err(e)
+                        if !relocated
+                            && matches!(
+                                e.kind(),
+                                ErrorKind::VolumeMoved | ErrorKind::NoSuchVolume
+                            ) =>
+                    {
+                        last = Some(e);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let e = last.expect("at least one site was tried");
+            if relocated || e.kind() == ErrorKind::ServerUnreachable {
+                return Err(e);
+            }
+            debug!(volume = fid.volume, error = %e, "volume moved: looking it up again");
+            self.forget_volume(fid.volume);
+            relocated = true;
+        }
     }
 
     fn note_promise(&self, fid: Fid, server: SocketAddr, reply: &FetchStatusReply) {
@@ -236,18 +278,18 @@ impl Client {
             .record(fid, server, &reply.callback, Instant::now());
     }
 
-    /// The root directory of a volume reached through a mount point or as a cell root.
+    /// The root directory of a volume. A read-only wish falls back to the read-write
+    /// volume when there is no read-only clone; a backup wish does not.
     async fn volume_root(&self, cell: &str, volume: &str, want: VolumeType) -> Result<Node> {
         let loc = self.volume_by_name(cell, volume).await?;
-        let vtype = if want == VolumeType::ReadOnly && loc.id(VolumeType::ReadOnly).is_some() {
-            VolumeType::ReadOnly
-        } else {
-            VolumeType::ReadWrite
+        let vtype = match want {
+            VolumeType::ReadOnly if loc.id(VolumeType::ReadOnly).is_none() => VolumeType::ReadWrite,
+            other => other,
         };
         let id = loc.id(vtype).ok_or_else(|| {
             Error::local(
                 ErrorKind::NoSuchVolume,
-                format!("volume {volume} has no usable clone"),
+                format!("volume {volume} has no {vtype:?} clone"),
             )
         })?;
         self.fetch_status(cell, Fid::new(id, 1, 1)).await
@@ -299,11 +341,7 @@ impl Client {
 
     async fn resolve_parsed(&self, path: AfsPath, follow_last: bool) -> Result<Node> {
         let mut pending: Vec<String> = path.components.into_iter().rev().collect();
-        let cell = path.cell;
-        let mut stack = vec![
-            self.volume_root(&cell, "root.cell", VolumeType::ReadOnly)
-                .await?,
-        ];
+        let mut stack = vec![self.cell_root(&path.cell).await?];
         let mut symlinks = 0;
         while let Some(name) = pending.pop() {
             let dir = stack.last().expect("stack holds the root").clone();
@@ -318,23 +356,12 @@ impl Client {
                 .lookup(&name)
                 .ok_or_else(|| Error::local(ErrorKind::NotFound, "no such file or directory"))?
                 .fid(dir.fid.volume);
-            let mut node = self.fetch_status(&cell, fid).await?;
+            let mut node = self.fetch_status(&dir.cell, fid).await?;
             let last = pending.is_empty();
             if node.status.file_type == FileType::Symlink && (!last || follow_last) {
                 let target = self.fetch_all(&node).await?;
                 if let Some(mp) = MountPoint::parse(&target) {
-                    if mp.cell.as_deref().is_some_and(|c| c != cell) {
-                        return Err(Error::local(
-                            ErrorKind::Other,
-                            "cross-cell mount points are not supported",
-                        ));
-                    }
-                    let want = if mp.rw || dir.volume_type != VolumeType::ReadOnly {
-                        VolumeType::ReadWrite
-                    } else {
-                        VolumeType::ReadOnly
-                    };
-                    node = self.volume_root(&cell, &mp.volume, want).await?;
+                    node = self.cross_mount_point(&dir, &mp).await?;
                 } else {
                     symlinks += 1;
                     if symlinks > MAX_SYMLINKS {
@@ -345,11 +372,9 @@ impl Client {
                     }
                     let text = String::from_utf8_lossy(&target).into_owned();
                     if text.starts_with('/') {
+                        // Absolute: start again from that cell's root.
                         let target = AfsPath::parse(&text)?;
-                        if target.cell != cell {
-                            return Err(Error::local(ErrorKind::Other, "symlink leaves the cell"));
-                        }
-                        stack.truncate(1);
+                        stack = vec![self.cell_root(&target.cell).await?];
                         pending.extend(target.components.into_iter().rev());
                     } else {
                         pending.extend(
@@ -368,6 +393,29 @@ impl Client {
             stack.push(node);
         }
         Ok(stack.pop().expect("stack holds the root"))
+    }
+
+    /// The root of a cell: its root.cell volume, the read-only clone if it has one.
+    async fn cell_root(&self, cell: &str) -> Result<Node> {
+        self.volume_root(cell, "root.cell", VolumeType::ReadOnly)
+            .await
+    }
+
+    /// The root of the volume a mount point in `dir` names. `#vol.` follows the
+    /// read-only clone only from a read-only volume (as OpenAFS does); `%vol.` and
+    /// explicit `.readonly`/`.backup` names say what they want.
+    async fn cross_mount_point(&self, dir: &Node, mp: &MountPoint) -> Result<Node> {
+        let cell = mp.cell.as_deref().unwrap_or(&dir.cell);
+        let (name, want) = if let Some(base) = mp.volume.strip_suffix(".readonly") {
+            (base, VolumeType::ReadOnly)
+        } else if let Some(base) = mp.volume.strip_suffix(".backup") {
+            (base, VolumeType::Backup)
+        } else if mp.rw || (dir.volume_type != VolumeType::ReadOnly && mp.cell.is_none()) {
+            (mp.volume.as_str(), VolumeType::ReadWrite)
+        } else {
+            (mp.volume.as_str(), VolumeType::ReadOnly)
+        };
+        self.volume_root(cell, name, want).await
     }
 
     /// Lists a directory with the status of each entry (InlineBulkStatus, 50 at a time).
@@ -544,13 +592,22 @@ impl Client {
         Ok(reply.fid)
     }
 
-    /// Makes a mount point for `volume` at `path` (a symlink with mode 0644).
-    pub async fn make_mount_point(&self, path: &str, volume: &str, rw: bool) -> Result<Fid> {
+    /// Makes a mount point at `path` (a symlink with mode 0644 and `#vol.` contents).
+    pub async fn make_mount_point(&self, path: &str, target: &MountPoint) -> Result<Fid> {
+        self.make_symlink(path, &target.contents(), 0o644).await
+    }
+
+    /// Makes a symbolic link at `path` pointing at `target`.
+    pub async fn symlink(&self, path: &str, target: &str) -> Result<Fid> {
+        self.make_symlink(path, target, 0o755).await
+    }
+
+    async fn make_symlink(&self, path: &str, target: &str, mode: u32) -> Result<Fid> {
         let (dir, name) = self.resolve_parent(path).await?;
-        let status = StoreStatus::new().with_mode(0o644);
+        let status = StoreStatus::new().with_mode(mode);
         let reply = self
             .file_server(&dir)
-            .symlink(dir.fid, &name, &MountPoint::contents(volume, rw), &status)
+            .symlink(dir.fid, &name, target, &status)
             .await
             .map_err(|e| e.at(path))?;
         Ok(reply.fid)

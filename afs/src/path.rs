@@ -107,9 +107,13 @@ impl MountPoint {
         })
     }
 
-    /// The contents that make a mount point to `volume`.
-    pub fn contents(volume: &str, rw: bool) -> String {
-        format!("{}{}.", if rw { '%' } else { '#' }, volume)
+    /// The contents that make this mount point.
+    pub fn contents(&self) -> String {
+        let kind = if self.rw { '%' } else { '#' };
+        match &self.cell {
+            Some(cell) => format!("{kind}{cell}:{}.", self.volume),
+            None => format!("{kind}{}.", self.volume),
+        }
     }
 }
 
@@ -165,6 +169,8 @@ mod tests {
         ] {
             assert_eq!(MountPoint::parse(bad), None, "{bad:?}");
         }
-        assert_eq!(MountPoint::contents("test", false), "#test.");
+        for text in ["#test.", "%c.org:v.x."] {
+            assert_eq!(MountPoint::parse(text.as_bytes()).unwrap().contents(), text);
+        }
     }
 }

@@ -145,3 +145,91 @@ fn cli_commands_round_trip() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_points_and_symlinks_are_followed() {
+    let _g = shared();
+    let client = client().await;
+    let c = cell();
+    let dir = unique_path("links");
+    client.mkdir(&dir).await.unwrap();
+    write_all(&client, &format!("{dir}/file"), b"through links")
+        .await
+        .unwrap();
+    let test_root = client.resolve(&c.test_dir).await.unwrap().fid;
+    let dir_name = dir.rsplit('/').next().unwrap();
+    let cases = [
+        // A cell-qualified mount point back to the test volume.
+        ("mp-cell", Some(c.name.clone()), false),
+        ("mp-rw", None, true),
+    ];
+    for (name, mp_cell, rw) in cases {
+        let mp = afs::path::MountPoint {
+            cell: mp_cell,
+            volume: "test".into(),
+            rw,
+        };
+        client
+            .make_mount_point(&format!("{dir}/{name}"), &mp)
+            .await
+            .unwrap();
+        let root = client.resolve(&format!("{dir}/{name}")).await.unwrap();
+        assert_eq!(
+            root.fid, test_root,
+            "{name} leads to the test volume's root"
+        );
+        let via = read_all(&client, &format!("{dir}/{name}/{dir_name}/file"))
+            .await
+            .unwrap();
+        assert_eq!(via, b"through links", "{name}");
+        client.remove(&format!("{dir}/{name}")).await.unwrap();
+    }
+    client.symlink(&format!("{dir}/rel"), "file").await.unwrap();
+    client
+        .symlink(&format!("{dir}/abs"), &format!("{dir}/file"))
+        .await
+        .unwrap();
+    client
+        .symlink(&format!("{dir}/up"), &format!("../{dir_name}/rel"))
+        .await
+        .unwrap();
+    for link in ["rel", "abs", "up"] {
+        let got = read_all(&client, &format!("{dir}/{link}")).await.unwrap();
+        assert_eq!(got, b"through links", "{link}");
+    }
+    client
+        .symlink(&format!("{dir}/loop"), "loop")
+        .await
+        .unwrap();
+    let err = client.resolve(&format!("{dir}/loop")).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("too many levels of symbolic links"),
+        "{err}"
+    );
+    for name in ["rel", "abs", "up", "loop", "file"] {
+        client.remove(&format!("{dir}/{name}")).await.unwrap();
+    }
+    client.remove_dir(&dir).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vl_fails_over_to_the_next_server() {
+    let _g = shared();
+    let c = cell();
+    let dir = tempdir();
+    // Nothing answers on 127.0.0.1:7003: the client must move on to the real vlserver.
+    let db = dir.join("CellServDB");
+    std::fs::write(
+        &db,
+        format!(">{} #test\n127.0.0.1 #dead\n{} #vl\n", c.name, c.server),
+    )
+    .unwrap();
+    let mut cfg = config();
+    cfg.cellservdb = Some(db);
+    cfg.rx.call.dead_time = std::time::Duration::from_secs(2);
+    let client = afs::client::Client::new(cfg).await.unwrap();
+    let node = client.resolve(&c.test_dir).await.unwrap();
+    assert_eq!(node.status.file_type, afs::FileType::Directory);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -18,6 +18,7 @@ use crate::ack::{Ack, AckReason, AckTrailer};
 use crate::call::{CallConfig, CallMachine, Role, MAX_PACKET_DATA};
 use crate::error::codes;
 use crate::packet::{flags, Header, Packet, PacketType, HEADER_LEN};
+use crate::security::{Null, SecurityClass};
 
 /// Calls a connection carries at once.
 pub const CHANNELS: usize = 4;
@@ -47,16 +48,17 @@ struct Channel {
 
 #[derive(Debug)]
 struct Conn {
-    security_index: u8,
+    /// Protects every DATA payload of the connection, both ways.
+    security: Arc<dyn SecurityClass>,
     serial: u32,
     channels: [Channel; CHANNELS],
     last_used: Instant,
 }
 
 impl Conn {
-    fn new(security_index: u8, now: Instant) -> Self {
+    fn new(security: Arc<dyn SecurityClass>, now: Instant) -> Self {
         Self {
-            security_index,
+            security,
             serial: 0,
             channels: Default::default(),
             last_used: now,
@@ -162,7 +164,7 @@ impl Table {
             packet_type: PacketType::Data,
             flags: 0,
             user_status: 0,
-            security_index: conn.security_index,
+            security_index: conn.security.index(),
             spare: 0,
             service_id,
         };
@@ -190,7 +192,7 @@ impl Table {
             role: Role::Client,
         };
         self.next_cid = self.next_cid.wrapping_add(CHANNELS as u32) & 0x3fff_fffc;
-        self.conns.insert(key, Conn::new(0, now));
+        self.conns.insert(key, Conn::new(Arc::new(Null), now));
         pool.push(key);
         key
     }
@@ -224,13 +226,29 @@ impl Table {
                 self.answer_stray_ping(key, &packet, fx);
                 return;
             }
-            self.conns.insert(key, Conn::new(h.security_index, now));
+            if h.security_index != Null.index() {
+                // Only rxnull is spoken; fileservers call clients back with it.
+                debug!(%from, index = h.security_index, "incoming call with unsupported security");
+                return;
+            }
+            self.conns.insert(key, Conn::new(Arc::new(Null), now));
         }
         let Some(conn) = self.conns.get_mut(&key) else {
             trace!(%from, cid = h.cid, "packet for unknown connection");
             return;
         };
         conn.last_used = now;
+        let packet = if h.packet_type == PacketType::Data {
+            match conn.security.open(&h, packet.payload) {
+                Some(payload) => Packet { header: h, payload },
+                None => {
+                    trace!(%from, "DATA packet failed its security check");
+                    return;
+                }
+            }
+        } else {
+            packet
+        };
         let ch = &mut conn.channels[h.channel()];
         let target = match ch.call {
             Some(id) if h.call_number == ch.call_number => Some(id),
@@ -316,7 +334,10 @@ impl Table {
         let mut packets = Vec::new();
         slot.machine
             .poll_transmit(now, &mut conn.serial, &mut packets);
-        for p in packets {
+        for mut p in packets {
+            if p.header.packet_type == PacketType::Data {
+                p.payload = conn.security.seal(&p.header, p.payload);
+            }
             fx.out.push((slot.conn.peer, p.to_datagram()));
         }
         if slot.machine.is_finished() {

@@ -57,7 +57,12 @@ pub enum Command {
         /// Always use the read-write volume (`%vol.`).
         #[arg(long)]
         rw: bool,
+        /// The volume's cell, when it is not the cell of PATH (`#cell:vol.`).
+        #[arg(long, value_name = "CELL")]
+        target_cell: Option<String>,
     },
+    /// Make a symbolic link at PATH pointing at TARGET.
+    Ln { target: String, path: String },
     /// Print a line each time one of the files changes.
     Watch {
         paths: Vec<String>,
@@ -109,8 +114,22 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Rm { paths } => files::rm(&client, &map(paths, abs)?).await,
         Command::Rmdir { paths } => files::rmdir(&client, &map(paths, abs)?).await,
         Command::Mkdir { paths } => files::mkdir(&client, &map(paths, abs)?).await,
-        Command::Mkmount { path, volume, rw } => {
-            client.make_mount_point(&abs(path)?, volume, *rw).await?;
+        Command::Mkmount {
+            path,
+            volume,
+            rw,
+            target_cell,
+        } => {
+            let target = afs::path::MountPoint {
+                cell: target_cell.clone(),
+                volume: volume.clone(),
+                rw: *rw,
+            };
+            client.make_mount_point(&abs(path)?, &target).await?;
+            Ok(())
+        }
+        Command::Ln { target, path } => {
+            client.symlink(&abs(path)?, target).await?;
             Ok(())
         }
         Command::Watch { paths, count } => watch::watch(&client, &map(paths, abs)?, *count).await,
