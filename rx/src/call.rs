@@ -214,8 +214,17 @@ impl CallMachine {
 
     /// True when the application may queue more data without exceeding the buffer.
     pub fn can_send(&self) -> bool {
-        let queued = self.tx_queue.len() + self.tx_partial.len() / MAX_PACKET_DATA;
-        queued < (2 * self.twind as usize).max(32)
+        self.tx_queued() < self.tx_capacity()
+    }
+
+    fn tx_queued(&self) -> usize {
+        self.tx_queue.len() + self.tx_partial.len() / MAX_PACKET_DATA
+    }
+
+    /// Packets the application may queue ahead of the window: several windows' worth,
+    /// so the writer is woken rarely (see `on_ack`).
+    fn tx_capacity(&self) -> usize {
+        (4 * self.twind as usize).max(128)
     }
 
     /// Queues request or reply bytes. Packets are cut at MAX_PACKET_DATA.
@@ -422,7 +431,10 @@ impl CallMachine {
         self.apply_soft_acks(ack, now);
         Events {
             readable: self.is_finished(),
-            writable: self.tx_first != before || self.is_finished(),
+            // Wake a blocked writer only once half the buffer drained: one wakeup
+            // per many ACKs instead of one per ACK.
+            writable: (self.tx_first != before && self.tx_queued() <= self.tx_capacity() / 2)
+                || self.is_finished(),
         }
     }
 
