@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 mib=${1:-100}
 rounds=${2:-3}
 testcell/cell.sh up >&2
+# afsio crosses the same veth as afs-wasm, not the namespace's loopback.
+export AFSIO_NET=host
 set -a; . "$(testcell/cell.sh env)"; set +a
 cargo build --release -q -p afs-wasm-host
 afs=(target/release/afs-wasm --cellservdb "$AFS_CELLSERVDB" --thiscell "$AFS_THISCELL")
