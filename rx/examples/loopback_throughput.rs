@@ -50,4 +50,5 @@ async fn main() {
         len as f64 / secs / 1e6
     );
     println!("client stats: {:?}", client.stats());
+    println!("server stats: {:?}", server.stats());
 }

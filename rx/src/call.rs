@@ -277,6 +277,11 @@ impl CallMachine {
         Some(chunk)
     }
 
+    /// DATA packets received since our last ACK.
+    pub fn unacked_packets(&self) -> u32 {
+        self.rx_since_ack
+    }
+
     /// Bytes received in order and not yet read.
     pub fn readable_len(&self) -> usize {
         self.rx_ready.iter().map(Bytes::len).sum()
@@ -611,7 +616,7 @@ impl CallMachine {
             } else {
                 fl |= flags::MORE_PACKETS;
             }
-            if p.transmissions > 0 || p.seq.is_multiple_of(8) {
+            if p.transmissions > 0 || p.seq.is_multiple_of(16) {
                 fl |= flags::REQUEST_ACK;
             }
             *serial = serial.wrapping_add(1).max(1);
@@ -631,9 +636,18 @@ impl CallMachine {
                 payload: p.data.clone(),
             });
         }
-        // Ask for an ACK on the last packet of a burst so the window keeps moving.
-        if let Some(last) = out[start..].last_mut() {
-            last.header.flags |= flags::REQUEST_ACK;
+        // Ask for an ACK when the window is full, so it keeps moving even if the
+        // peer acks lazily. (OpenAFS acks every second packet anyway; asking on
+        // every burst only adds ACKs for the peer to send and us to process.)
+        let window_full = self
+            .tx_queue
+            .iter()
+            .take_while(|p| p.seq < window_end)
+            .all(|p| p.sent_at.is_some());
+        if window_full {
+            if let Some(last) = out[start..].last_mut() {
+                last.header.flags |= flags::REQUEST_ACK;
+            }
         }
         if timed_out {
             self.rtt.on_timeout();

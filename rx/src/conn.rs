@@ -22,6 +22,8 @@ use crate::security::{Null, SecurityClass};
 
 /// Calls a connection carries at once.
 pub const CHANNELS: usize = 4;
+/// Packets received unacknowledged after which a batch is acknowledged early.
+const ACK_WITHIN_BATCH: u32 = 8;
 /// Largest request an incoming call may carry (callback requests are tiny).
 const MAX_REQUEST: usize = 4 << 20;
 
@@ -309,8 +311,12 @@ impl Table {
             }
         }
         // Transmit once per batch of datagrams (see `flush`), so a burst of
-        // packets that each request an ACK gets one ACK, not one per packet.
-        if !fx.touched.contains(&id) {
+        // packets that each request an ACK gets one ACK, not one per packet; but
+        // within a long batch, ACK every few packets so the sender's window (32
+        // packets at OpenAFS fileservers) never drains while we read.
+        if slot.machine.unacked_packets() >= ACK_WITHIN_BATCH {
+            self.transmit(id, now, fx);
+        } else if !fx.touched.contains(&id) {
             fx.touched.push(id);
         }
     }
