@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,8 +10,6 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, trace};
@@ -19,36 +17,8 @@ use tracing::{debug, trace};
 use crate::call::{CallConfig, CallState};
 use crate::conn::{CallId, Effects, Table};
 use crate::error::{codes, RxError};
-use crate::packet::{Packet, MAX_DATAGRAM};
-
-/// Payload of one GSO send, below the 65507-byte limit of a UDP datagram.
-const MAX_GSO_BYTES: usize = 64000;
-
-/// Splits datagrams (in send order) into runs that one GSO send can carry: the same
-/// peer, equal sizes but for a shorter last one, at most `max_segments` of them
-/// and at most [`MAX_GSO_BYTES`] in all (beyond that the kernel refuses the send
-/// with EMSGSIZE, which quinn-udp reports as success).
-fn gso_runs(out: &[(SocketAddr, Bytes)], max_segments: usize) -> Vec<std::ops::Range<usize>> {
-    let mut runs = Vec::new();
-    let mut i = 0;
-    while i < out.len() {
-        let (to, first) = &out[i];
-        let size = first.len();
-        let limit = max_segments.min(MAX_GSO_BYTES / size.max(1)).max(1);
-        let mut end = i + 1;
-        while end < out.len()
-            && end - i < limit
-            && out[end].0 == *to
-            && out[end - 1].1.len() == size
-            && out[end].1.len() <= size
-        {
-            end += 1;
-        }
-        runs.push(i..end);
-        i = end;
-    }
-    runs
-}
+use crate::packet::Packet;
+use crate::socket::{RecvBuffers, RxSocket};
 
 /// Settings of an endpoint.
 #[derive(Debug, Clone)]
@@ -118,9 +88,7 @@ pub struct Stats {
 }
 
 struct Inner {
-    socket: UdpSocket,
-    /// Batched (GSO) sends on `socket`.
-    udp: quinn_udp::UdpSocketState,
+    socket: RxSocket,
     local_addr: SocketAddr,
     table: Mutex<Table>,
     timer: Notify,
@@ -177,44 +145,11 @@ impl Inner {
         }
     }
 
-    /// Sends datagrams in order, each run of [`gso_runs`] in one GSO send where the
-    /// kernel supports it: one system call and one trip through the stack instead
-    /// of one per packet.
     fn send_all(&self, out: &[(SocketAddr, Bytes)]) {
-        for run in gso_runs(out, self.udp.max_gso_segments()) {
-            let (to, first) = &out[run.start];
-            let count = run.len();
-            let contents: std::borrow::Cow<'_, [u8]> = if count == 1 {
-                first[..].into()
-            } else {
-                out[run]
-                    .iter()
-                    .flat_map(|(_, d)| d.iter().copied())
-                    .collect::<Vec<u8>>()
-                    .into()
-            };
-            let transmit = quinn_udp::Transmit {
-                destination: *to,
-                ecn: None,
-                contents: &contents,
-                segment_size: (count > 1).then_some(first.len()),
-                src_ip: None,
-            };
-            match self.udp.send((&self.socket).into(), &transmit) {
-                Ok(()) => {
-                    self.stats
-                        .datagrams_out
-                        .fetch_add(count as u64, Ordering::Relaxed);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Retransmission recovers them; count so it can be noticed.
-                    self.stats
-                        .send_drops
-                        .fetch_add(count as u64, Ordering::Relaxed);
-                }
-                Err(e) => trace!(%to, error = %e, "send failed"),
-            }
-        }
+        let (sent, dropped) = self.socket.send_all(out);
+        self.stats.datagrams_out.fetch_add(sent, Ordering::Relaxed);
+        // Dropped sends are recovered by retransmission; counted so they can be noticed.
+        self.stats.send_drops.fetch_add(dropped, Ordering::Relaxed);
     }
 
     fn dispatch(self: &Arc<Self>, d: crate::conn::Dispatch) {
@@ -263,10 +198,9 @@ impl Inner {
     }
 
     async fn recv_loop(self: Arc<Self>) {
-        let mut bufs = vec![vec![0u8; MAX_DATAGRAM]; quinn_udp::BATCH_SIZE];
-        let mut metas = vec![quinn_udp::RecvMeta::default(); quinn_udp::BATCH_SIZE];
+        let mut bufs = RecvBuffers::default();
         loop {
-            let batch = match self.recv_batch(&mut bufs, &mut metas).await {
+            let batch = match self.socket.recv_batch(&mut bufs).await {
                 Ok(batch) => batch,
                 Err(e) => {
                     // ICMP errors surface here on Linux; they are not fatal.
@@ -304,35 +238,6 @@ impl Inner {
         }
     }
 
-    /// Waits for datagrams and takes every one queued (recvmmsg), splitting
-    /// coalesced (GRO) buffers back into datagrams.
-    async fn recv_batch(
-        &self,
-        bufs: &mut [Vec<u8>],
-        metas: &mut [quinn_udp::RecvMeta],
-    ) -> io::Result<Vec<(Bytes, SocketAddr)>> {
-        loop {
-            self.socket.readable().await?;
-            let mut slices: Vec<IoSliceMut<'_>> =
-                bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-            let n = match self.socket.try_io(Interest::READABLE, || {
-                self.udp.recv((&self.socket).into(), &mut slices, metas)
-            }) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            };
-            let mut batch = Vec::with_capacity(n);
-            for (meta, buf) in metas.iter().zip(slices.iter()).take(n) {
-                let stride = meta.stride.max(1);
-                for chunk in buf[..meta.len].chunks(stride) {
-                    batch.push((Bytes::copy_from_slice(chunk), meta.addr));
-                }
-            }
-            return Ok(batch);
-        }
-    }
-
     async fn timer_loop(self: Arc<Self>) {
         loop {
             let mut fx = Effects::default();
@@ -352,15 +257,13 @@ impl Endpoint {
     /// Binds a UDP socket (port 0 picks one) and starts the endpoint's tasks.
     /// Must be called within a tokio runtime.
     pub async fn bind(addr: SocketAddr, cfg: EndpointConfig) -> io::Result<Self> {
-        let socket = make_socket(addr, cfg.socket_buffer)?;
-        let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
+        let socket = RxSocket::bind(addr, cfg.socket_buffer)?;
         let local_addr = socket.local_addr()?;
         // A random epoch with the high bit set: connections are then identified by
         // epoch and id alone, as in OpenAFS.
         let epoch = rand::random::<u32>() | 0x8000_0000;
         let inner = Arc::new(Inner {
             socket,
-            udp,
             local_addr,
             table: Mutex::new(Table::new(epoch, rand::random(), cfg.call)),
             timer: Notify::new(),
@@ -581,60 +484,5 @@ impl Drop for Call {
             t.calls.remove(&self.id);
         }
         self.inner.apply(fx);
-    }
-}
-
-fn make_socket(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    // Best effort: the kernel caps these at rmem_max/wmem_max.
-    let _ = socket.set_recv_buffer_size(buffer);
-    let _ = socket.set_send_buffer_size(buffer);
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dgrams(spec: &[(u16, usize)]) -> Vec<(SocketAddr, Bytes)> {
-        spec.iter()
-            .map(|&(port, len)| {
-                (
-                    SocketAddr::from(([127, 0, 0, 1], port)),
-                    Bytes::from(vec![0u8; len]),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn runs_group_equal_sizes_to_one_peer() {
-        let out = dgrams(&[
-            (1, 1440),
-            (1, 1440),
-            (1, 1440),
-            (1, 600),
-            (1, 1440),
-            (2, 1440),
-            (2, 80),
-        ]);
-        assert_eq!(gso_runs(&out, 64), vec![0..4, 4..5, 5..7]);
-        assert_eq!(
-            gso_runs(&out, 1),
-            (0..7).map(|i| i..i + 1).collect::<Vec<_>>()
-        );
-        assert_eq!(gso_runs(&out, 2), vec![0..2, 2..4, 4..5, 5..7]);
-    }
-
-    #[test]
-    fn runs_stay_within_one_udp_datagram() {
-        let out = dgrams(&[(1, 1440); 100]);
-        let runs = gso_runs(&out, 64);
-        assert!(runs.iter().all(|r| r.len() * 1440 <= MAX_GSO_BYTES));
-        assert_eq!(runs.iter().map(|r| r.len()).sum::<usize>(), 100);
-        assert!(gso_runs(&[], 64).is_empty());
     }
 }

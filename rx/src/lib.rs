@@ -12,6 +12,7 @@ pub mod error;
 pub mod packet;
 mod rtt;
 pub mod security;
+mod socket;
 
 pub use endpoint::{Call, Endpoint, EndpointConfig, IncomingCall, Response, Service, Stats};
 pub use error::RxError;
