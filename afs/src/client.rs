@@ -30,9 +30,9 @@ use crate::vl::{VlClient, VolumeLocation};
 /// How many symlinks one resolution may follow.
 const MAX_SYMLINKS: usize = 16;
 /// Bytes per FetchData64 call when reading a file.
-const READ_CHUNK: u64 = 4 << 20;
+const READ_CHUNK: u64 = 2 << 20;
 /// FetchData64 calls in flight per read.
-const READ_PARALLEL: usize = 4;
+const READ_PARALLEL: usize = 8;
 
 /// Where to find the cell configuration and how to talk.
 #[derive(Debug, Clone)]

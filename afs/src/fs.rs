@@ -9,6 +9,11 @@ use bytes::Bytes;
 use rx::Endpoint;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use std::time::Duration;
+
+use tracing::debug;
+
+use crate::error::ErrorKind;
 use crate::proto::fs as p;
 use crate::rpc::{self, args, Error, Result};
 use crate::types::{Capabilities, FetchVolumeStatus, Fid, StoreStatus};
@@ -30,6 +35,33 @@ pub struct StoreRange {
     pub file_length: u64,
 }
 
+/// How often a call refused with "volume busy" is tried again (about 10 s in all),
+/// as OpenAFS clients wait out a busy volume rather than fail.
+const BUSY_RETRIES: u32 = 14;
+
+fn busy_backoff(attempt: u32) -> Duration {
+    Duration::from_millis((20u64 << attempt.min(6)).min(1000))
+}
+
+/// Runs `op` again while the fileserver says the volume is busy.
+async fn retry_busy<T, F, Fut>(mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Err(e) if e.kind() == ErrorKind::VolumeBusy && attempt < BUSY_RETRIES => {
+                attempt += 1;
+                debug!(error = %e, attempt, "volume busy; trying again");
+                tokio::time::sleep(busy_backoff(attempt)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Calls to one fileserver.
 #[derive(Debug, Clone)]
 pub struct FileServer {
@@ -49,9 +81,9 @@ impl FileServer {
     async fn call<T>(
         &self,
         request: &[u8],
-        decode: impl FnOnce(&[u8]) -> Result<T, crate::xdr::XdrError>,
+        decode: impl Fn(&[u8]) -> Result<T, crate::xdr::XdrError>,
     ) -> Result<T> {
-        rpc::call(&self.endpoint, self.addr, SERVICE, request, decode).await
+        retry_busy(|| rpc::call(&self.endpoint, self.addr, SERVICE, request, &decode)).await
     }
 
     /// Status of a file and a callback promise on it.
@@ -69,6 +101,35 @@ impl FileServer {
     /// Reads `len` bytes at `pos`, handing each chunk to `sink` as it arrives.
     /// Returns the file's status after the read (and a new callback promise).
     pub async fn fetch_data(
+        &self,
+        fid: Fid,
+        pos: u64,
+        len: u64,
+        mut sink: impl FnMut(Bytes) -> std::io::Result<()>,
+    ) -> Result<FetchStatusReply> {
+        let mut delivered = false;
+        let mut attempt = 0;
+        loop {
+            let counting = |b: Bytes| {
+                delivered = true;
+                sink(b)
+            };
+            match self.fetch_data_once(fid, pos, len, counting).await {
+                // A busy volume refuses before sending anything: safe to ask again.
+                Err(e)
+                    if !delivered
+                        && e.kind() == ErrorKind::VolumeBusy
+                        && attempt < BUSY_RETRIES =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(busy_backoff(attempt)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn fetch_data_once(
         &self,
         fid: Fid,
         pos: u64,

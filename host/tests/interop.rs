@@ -233,3 +233,38 @@ async fn vl_fails_over_to_the_next_server() {
     assert_eq!(node.status.file_type, afs::FileType::Directory);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_volume_is_waited_out() {
+    let _g = shared();
+    let client = std::sync::Arc::new(client().await);
+    let path = unique_path("busy");
+    let data = pattern(4 << 20, 77);
+    write_all(&client, &path, &data).await.unwrap();
+    let node = client.resolve(&path).await.unwrap();
+    // Many calls at once on one volume make the fileserver answer "volume busy"
+    // to some; those must be retried, not reported.
+    let mut tasks = Vec::new();
+    for i in 0..32u64 {
+        let fs = client.file_server(&node);
+        let fid = node.fid;
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            fs.fetch_data(fid, i * 131072, 131072, |b| {
+                got.extend_from_slice(&b);
+                Ok(())
+            })
+            .await
+            .map(|_| got)
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let got = t.await.unwrap().unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_same(
+            &format!("range {i}"),
+            &got,
+            &data[i * 131072..(i + 1) * 131072],
+        );
+    }
+    client.remove(&path).await.unwrap();
+}
