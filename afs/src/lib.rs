@@ -6,6 +6,7 @@
 //! on-the-wire directory format, CellServDB parsing and abort-code meanings.
 //! Nothing here opens a socket; callers move the bytes over Rx.
 
+pub mod cache;
 pub mod callback;
 pub mod cell;
 pub mod client;

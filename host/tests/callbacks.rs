@@ -142,3 +142,70 @@ async fn restart_keeping_state_still_delivers_breaks() {
     client.remove(&path).await.unwrap();
     let _ = Duration::ZERO;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_validations_of_a_broken_file_cost_one_fetch_status() {
+    use afs::cache::validity::{DataChange, StatusFetcher, Validator};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    let _g = shared();
+    let client = Arc::new(client().await);
+    let path = unique_path("single");
+    write_all(&client, &path, b"first").await.unwrap();
+    let node = client.resolve(&path).await.unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let fetch: StatusFetcher = {
+        let (client, calls, cell) = (client.clone(), calls.clone(), node.cell.clone());
+        Arc::new(move |fid| {
+            let (client, calls, cell) = (client.clone(), calls.clone(), cell.clone());
+            Box::pin(async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let n = client.fetch_status(&cell, fid).await?;
+                let promise = afs::types::CallBack {
+                    version: 1,
+                    expiration_time: client.promises().get(fid).map_or(0, |p| {
+                        p.expires
+                            .saturating_duration_since(Instant::now())
+                            .as_secs() as u32
+                    }),
+                    cb_type: afs::types::CallBackType::Shared,
+                };
+                Ok((n.server, n.status, promise))
+            })
+        })
+    };
+    let validator = Arc::new(Validator::new(fetch));
+    assert_eq!(
+        validator.validate(node.fid).await.unwrap().change,
+        DataChange::New
+    );
+    let mut events = client.subscribe();
+    afsio_write(&path, b"other");
+    let ev = next_event(
+        &mut events,
+        |e| matches!(e, CallbackEvent::Broken { fids, .. } if fids.contains(&node.fid)),
+    )
+    .await;
+    validator.with(|t| t.apply(&ev));
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let v = validator.clone();
+            let fid = node.fid;
+            tokio::spawn(async move { v.validate(fid).await.unwrap() })
+        })
+        .collect();
+    let mut changes = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status.data_version(), node.status.data_version() + 1);
+        changes += matches!(r.change, DataChange::ThirdParty { .. }) as u32;
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "one FetchStatus before, one for all 100 after"
+    );
+    assert_eq!(changes, 1);
+    client.remove(&path).await.unwrap();
+}

@@ -1,0 +1,4 @@
+//! The cache manager: what the client knows about files, for how long it may trust
+//! it, and the cached bytes.
+
+pub mod validity;

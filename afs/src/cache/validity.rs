@@ -1,0 +1,294 @@
+//! What the client knows about each file, and how long it may trust it.
+//!
+//! Modelled on kAFS (fs/afs/validation.c): every server has a *reset epoch* that
+//! moves when it says it dropped our callbacks, every volume a *break counter* that
+//! moves on a volume-wide break, and every file a promise that remembers the epoch
+//! and counter it was granted under. [`Validity::check`] decides without the network
+//! whether a file's cached state may be used; [`Validator::validate`] asks the
+//! server (once, however many callers) when it may not.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::callback::CallbackEvent;
+use crate::promise::EXPIRY_MARGIN;
+use crate::rpc::Result;
+use crate::types::{CallBack, CallBackType, FetchStatus, Fid};
+
+/// Why a file's cached state may not be used without asking the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Why {
+    /// Never fetched, or the server gave no promise.
+    NoPromise,
+    /// The promise expires within the margin (or already did).
+    Expired,
+    /// The server broke the promise on this file.
+    Broken,
+    /// The server broke every promise on the file's volume.
+    VolumeBroken,
+    /// The server dropped all our promises (restart, or it forgot us).
+    ServerReset,
+}
+
+/// The verdict of [`Validity::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    Valid,
+    Invalid(Why),
+}
+
+/// How a file's data changed between two looks at its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataChange {
+    /// First time we see this file.
+    New,
+    /// Data version as before (our own stores are recorded as they happen).
+    Unchanged,
+    /// Someone else changed the data: the data version moved from `from` to `to`.
+    ThirdParty { from: u64, to: u64 },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Promise {
+    server: SocketAddr,
+    expires: Instant,
+    server_epoch: u64,
+    volume_breaks: u64,
+}
+
+#[derive(Debug, Clone)]
+struct FileRecord {
+    status: FetchStatus,
+    promise: Option<Promise>,
+    /// Set by a break on this file; cleared by a new promise.
+    broken: bool,
+}
+
+/// The table of servers, volumes and files.
+#[derive(Debug, Default)]
+pub struct Validity {
+    server_epochs: HashMap<SocketAddr, u64>,
+    volume_breaks: HashMap<u32, u64>,
+    files: HashMap<Fid, FileRecord>,
+}
+
+impl Validity {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn server_epoch(&self, server: SocketAddr) -> u64 {
+        self.server_epochs.get(&server).copied().unwrap_or(0)
+    }
+
+    fn volume_breaks(&self, volume: u32) -> u64 {
+        self.volume_breaks.get(&volume).copied().unwrap_or(0)
+    }
+
+    /// Whether `fid`'s cached status and data may be used as they are. Cheap and
+    /// never blocks: this is the fault path's fast check.
+    pub fn check(&self, fid: Fid, now: Instant) -> Check {
+        let Some(file) = self.files.get(&fid) else {
+            return Check::Invalid(Why::NoPromise);
+        };
+        let Some(p) = file.promise else {
+            return Check::Invalid(if file.broken {
+                Why::Broken
+            } else {
+                Why::NoPromise
+            });
+        };
+        if p.server_epoch != self.server_epoch(p.server) {
+            Check::Invalid(Why::ServerReset)
+        } else if p.volume_breaks != self.volume_breaks(fid.volume) {
+            Check::Invalid(Why::VolumeBroken)
+        } else if p.expires <= now + EXPIRY_MARGIN {
+            Check::Invalid(Why::Expired)
+        } else {
+            Check::Valid
+        }
+    }
+
+    /// The last status we have for `fid`.
+    pub fn status(&self, fid: Fid) -> Option<FetchStatus> {
+        self.files.get(&fid).map(|f| f.status)
+    }
+
+    /// Records a status and the promise that came with it; says how the data changed.
+    pub fn record(
+        &mut self,
+        fid: Fid,
+        server: SocketAddr,
+        status: FetchStatus,
+        callback: &CallBack,
+        now: Instant,
+    ) -> DataChange {
+        let promise = (callback.cb_type != CallBackType::Dropped && callback.expiration_time > 0)
+            .then(|| Promise {
+                server,
+                expires: now + Duration::from_secs(u64::from(callback.expiration_time)),
+                server_epoch: self.server_epoch(server),
+                volume_breaks: self.volume_breaks(fid.volume),
+            });
+        let record = FileRecord {
+            status,
+            promise,
+            broken: false,
+        };
+        match self.files.insert(fid, record) {
+            None => DataChange::New,
+            Some(old) => {
+                let (from, to) = (old.status.data_version(), status.data_version());
+                if from == to {
+                    DataChange::Unchanged
+                } else {
+                    DataChange::ThirdParty { from, to }
+                }
+            }
+        }
+    }
+
+    /// Records the status our own store returned: the data version moved by our
+    /// hand, so later validation does not report it as someone else's change.
+    /// The promise is kept (a store does not break our own callback).
+    pub fn record_own_store(&mut self, fid: Fid, status: FetchStatus) {
+        if let Some(file) = self.files.get_mut(&fid) {
+            file.status = status;
+        }
+    }
+
+    /// Applies a callback event; returns the cached files it invalidated and why.
+    pub fn apply(&mut self, event: &CallbackEvent) -> Vec<(Fid, Why)> {
+        match event {
+            CallbackEvent::Broken { fids, .. } => {
+                let mut lost = Vec::new();
+                for b in fids {
+                    if b.vnode == 0 && b.unique == 0 {
+                        *self.volume_breaks.entry(b.volume).or_default() += 1;
+                        lost.extend(
+                            self.files
+                                .keys()
+                                .filter(|f| f.volume == b.volume)
+                                .map(|f| (*f, Why::VolumeBroken)),
+                        );
+                    } else if let Some(file) = self.files.get_mut(b) {
+                        file.promise = None;
+                        file.broken = true;
+                        lost.push((*b, Why::Broken));
+                    }
+                }
+                lost
+            }
+            CallbackEvent::ServerReset { server, .. } => {
+                *self.server_epochs.entry(*server).or_default() += 1;
+                self.files
+                    .iter()
+                    .filter(|(_, f)| f.promise.is_some_and(|p| p.server == *server))
+                    .map(|(fid, _)| (*fid, Why::ServerReset))
+                    .collect()
+            }
+        }
+    }
+
+    /// Servers we hold at least one live promise from (the ones worth probing).
+    pub fn servers_with_promises(&self, now: Instant) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = self
+            .files
+            .iter()
+            .filter_map(|(fid, f)| {
+                let p = f.promise?;
+                (self.check(*fid, now) == Check::Valid).then_some(p.server)
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// The result of a validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validation {
+    pub status: FetchStatus,
+    pub change: DataChange,
+    /// Why the server had to be asked; None when the cached state was valid.
+    pub why: Option<Why>,
+}
+
+/// Fetches a file's status (and a new promise) from its server.
+pub type StatusFetcher = Arc<
+    dyn Fn(Fid) -> Pin<Box<dyn Future<Output = Result<(SocketAddr, FetchStatus, CallBack)>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Validation with single flight: however many callers ask about one file at
+/// once, the server is asked once.
+pub struct Validator {
+    table: Mutex<Validity>,
+    inflight: Mutex<HashMap<Fid, Arc<tokio::sync::Mutex<()>>>>,
+    fetch: StatusFetcher,
+}
+
+impl Validator {
+    pub fn new(fetch: StatusFetcher) -> Self {
+        Self {
+            table: Mutex::new(Validity::new()),
+            inflight: Mutex::default(),
+            fetch,
+        }
+    }
+
+    /// Runs `f` on the table.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Validity) -> R) -> R {
+        f(&mut self.table.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Makes sure `fid`'s state is valid, asking the server only if it is not.
+    pub async fn validate(&self, fid: Fid) -> Result<Validation> {
+        if let Some(v) = self.cached(fid) {
+            return Ok(v);
+        }
+        let gate = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(fid)
+            .or_default()
+            .clone();
+        let _turn = gate.lock().await;
+        // Whoever held the gate before us may just have validated.
+        let why = match self.with(|t| t.check(fid, Instant::now())) {
+            Check::Invalid(why) => why,
+            Check::Valid => match self.cached(fid) {
+                Some(v) => return Ok(v),
+                None => Why::NoPromise,
+            },
+        };
+        let (server, status, callback) = (self.fetch)(fid).await?;
+        let change = self.with(|t| t.record(fid, server, status, &callback, Instant::now()));
+        Ok(Validation {
+            status,
+            change,
+            why: Some(why),
+        })
+    }
+
+    fn cached(&self, fid: Fid) -> Option<Validation> {
+        self.with(|t| match t.check(fid, Instant::now()) {
+            Check::Valid => t.status(fid).map(|status| Validation {
+                status,
+                change: DataChange::Unchanged,
+                why: None,
+            }),
+            Check::Invalid(_) => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
