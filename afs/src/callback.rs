@@ -16,7 +16,6 @@ use rx::{IncomingCall, Response};
 use tokio::sync::broadcast;
 use tracing::{debug, trace};
 
-use crate::promise::PromiseTable;
 use crate::proto::cb::{self as p, CbRequest, CbResponse, CmIdentity};
 use crate::types::{Capabilities, Fid, InterfaceAddr, Uuid, CLIENT_CAPABILITY_ERRORTRANS};
 
@@ -48,9 +47,13 @@ pub struct CallbackStats {
 }
 
 /// Answers RXAFSCB calls and publishes what they mean.
+/// Runs on each break or reset *before* the reply goes out, to forget revoked
+/// promises; must be quick and must not call the server.
+pub type RevokeHook = Arc<dyn Fn(&CallbackEvent) + Send + Sync>;
+
 pub struct CallbackService {
     identity: CmIdentity,
-    promises: Arc<PromiseTable>,
+    revoke: RevokeHook,
     events: broadcast::Sender<CallbackEvent>,
     stats: Arc<CallbackStats>,
 }
@@ -58,10 +61,10 @@ pub struct CallbackService {
 impl CallbackService {
     /// A service for a client with `uuid`. We report no interfaces, so a server
     /// never tries addresses other than the one it saw us at.
-    pub fn new(uuid: Uuid, promises: Arc<PromiseTable>) -> Self {
+    pub fn new(uuid: Uuid, revoke: RevokeHook) -> Self {
         let (events, _) = broadcast::channel(4096);
         Self {
-            promises,
+            revoke,
             identity: CmIdentity {
                 interfaces: InterfaceAddr {
                     uuid,
@@ -121,8 +124,7 @@ impl CallbackService {
         let event = self.event_for(&req, call.peer, at);
         if let Some(event) = &event {
             // Forget revoked promises before answering; tell subscribers after.
-            let lost = self.promises.apply(event);
-            trace!(peer = %call.peer, lost = lost.len(), "promises revoked");
+            (self.revoke)(event);
         }
         let mut response = match p::respond(&req, &self.identity) {
             CbResponse::Reply(data) => Response::reply(data),
@@ -163,7 +165,7 @@ mod tests {
 
     #[test]
     fn break_is_published_after_reply() {
-        let svc = CallbackService::new(Uuid::random(), Arc::default());
+        let svc = CallbackService::new(Uuid::random(), Arc::new(|_: &CallbackEvent| {}));
         let mut rx = svc.subscribe();
         let fid = Fid::new(536870915, 2, 3);
         let req = CbRequest::CallBack {
@@ -182,7 +184,7 @@ mod tests {
 
     #[test]
     fn unknown_and_garbage_requests_abort() {
-        let svc = CallbackService::new(Uuid::random(), Arc::default());
+        let svc = CallbackService::new(Uuid::random(), Arc::new(|_: &CallbackEvent| {}));
         let resp = svc.handle(&incoming(&CbRequest::Unknown(9999)));
         assert_eq!(resp.reply, Err(rx::error::codes::RXGEN_OPCODE));
         let mut call = incoming(&CbRequest::Probe);
@@ -196,7 +198,7 @@ mod tests {
     #[test]
     fn identity_answers() {
         let uuid = Uuid::random();
-        let svc = CallbackService::new(uuid, Arc::default());
+        let svc = CallbackService::new(uuid, Arc::new(|_: &CallbackEvent| {}));
         let resp = svc.handle(&incoming(&CbRequest::TellMeAboutYourself));
         let body = resp.reply.unwrap();
         let (addr, caps) = p::decode_tell_me_about_yourself_reply(&body).unwrap();

@@ -1,8 +1,8 @@
 //! The AFS client: cells, volume locations, path resolution and file operations.
 //!
 //! One [`Client`] owns one Rx endpoint. Its callback service runs on that endpoint,
-//! and every promise a fileserver gives us is recorded in a [`PromiseTable`] that
-//! callback breaks and server resets keep honest.
+//! and every status and promise a fileserver gives us is recorded in a
+//! [`Validity`] table that callback breaks and server resets keep honest.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,15 +16,15 @@ use tokio::io::AsyncRead;
 use tokio::sync::broadcast;
 use tracing::debug;
 
+use crate::cache::validity::{Check, SharedValidity, Validity};
 use crate::callback::{CallbackEvent, CallbackService, CallbackStats};
 use crate::cell::{parse_this_cell, CellConfig, CellPaths, CellServDb};
 use crate::dir::Directory;
 use crate::error::ErrorKind;
 use crate::fs::{FetchStatusReply, FileServer};
 use crate::path::{AfsPath, MountPoint};
-use crate::promise::PromiseTable;
 use crate::rpc::{Error, Result};
-use crate::types::{FetchStatus, Fid, FileType, StoreStatus, Uuid, VolumeType};
+use crate::types::{CallBack, FetchStatus, Fid, FileType, StoreStatus, Uuid, VolumeType};
 use crate::vl::{VlClient, VolumeLocation};
 
 /// How many symlinks one resolution may follow.
@@ -65,6 +65,8 @@ pub struct Node {
     pub status: FetchStatus,
     /// The fileserver that answered for it.
     pub server: SocketAddr,
+    /// The promise that came with the status (none after a store).
+    pub callback: CallBack,
     pub volume_type: VolumeType,
 }
 
@@ -84,7 +86,7 @@ pub struct Client {
     vl: Mutex<HashMap<String, Arc<VlClient>>>,
     volumes: Mutex<HashMap<u32, Arc<VolumeLocation>>>,
     callbacks: Arc<CallbackService>,
-    promises: Arc<PromiseTable>,
+    validity: SharedValidity,
     uuid: Uuid,
 }
 
@@ -100,8 +102,15 @@ impl Client {
             .and_then(|text| parse_this_cell(&text).ok());
         let endpoint = Endpoint::bind(cfg.bind, cfg.rx).await?;
         let uuid = Uuid::random();
-        let promises = Arc::new(PromiseTable::new());
-        let callbacks = Arc::new(CallbackService::new(uuid, promises.clone()));
+        let validity: SharedValidity = Arc::default();
+        let revoke = {
+            let validity = validity.clone();
+            Arc::new(move |event: &CallbackEvent| {
+                let lost = lock(&validity).apply(event);
+                debug!(lost = lost.len(), "promises revoked");
+            })
+        };
+        let callbacks = Arc::new(CallbackService::new(uuid, revoke));
         endpoint.register_service(crate::callback::SERVICE, callbacks.clone());
         debug!(local = %endpoint.local_addr(), "AFS client up");
         Ok(Self {
@@ -111,7 +120,7 @@ impl Client {
             vl: Mutex::default(),
             volumes: Mutex::default(),
             callbacks,
-            promises,
+            validity,
             uuid,
         })
     }
@@ -138,9 +147,20 @@ impl Client {
         self.callbacks.stats()
     }
 
-    /// The promises fileservers currently hold for us.
-    pub fn promises(&self) -> &PromiseTable {
-        &self.promises
+    /// What we know about each file and how long we may trust it; shared with
+    /// the callback service, which applies breaks before replying.
+    pub fn validity(&self) -> SharedValidity {
+        self.validity.clone()
+    }
+
+    /// Whether `fid`'s cached state may be used without asking its server.
+    pub fn check(&self, fid: Fid) -> Check {
+        lock(&self.validity).check(fid, Instant::now())
+    }
+
+    /// The server and expiry time of `fid`'s promise, if it has one.
+    pub fn promise(&self, fid: Fid) -> Option<(SocketAddr, Instant)> {
+        lock(&self.validity).promise(fid)
     }
 
     fn cell(&self, name: &str) -> Result<&CellConfig> {
@@ -243,6 +263,7 @@ impl Client {
                             fid,
                             status: reply.status,
                             server,
+                            callback: reply.callback,
                             volume_type,
                         });
                     }
@@ -274,8 +295,7 @@ impl Client {
     }
 
     fn note_promise(&self, fid: Fid, server: SocketAddr, reply: &FetchStatusReply) {
-        self.promises
-            .record(fid, server, &reply.callback, Instant::now());
+        lock(&self.validity).record(fid, server, reply.status, &reply.callback, Instant::now());
     }
 
     /// The root directory of a volume. A read-only wish falls back to the read-write
@@ -437,8 +457,13 @@ impl Client {
             let reply = fs.inline_bulk_status(&fids).await.map_err(|e| e.at(path))?;
             for (entry, st) in batch.iter_mut().zip(reply.entries) {
                 if st.status.error_code == 0 {
-                    self.promises
-                        .record(entry.fid, fs.addr(), &st.callback, Instant::now());
+                    lock(&self.validity).record(
+                        entry.fid,
+                        fs.addr(),
+                        st.status,
+                        &st.callback,
+                        Instant::now(),
+                    );
                     entry.status = Some(st.status);
                 }
             }
@@ -547,6 +572,7 @@ impl Client {
             fid,
             status: reply.status,
             server: fs.addr(),
+            callback: CallBack::default(),
             volume_type: dir.volume_type,
         })
     }
@@ -616,10 +642,15 @@ impl Client {
     /// Tells every fileserver we hold promises from that we hold none, so they
     /// stop sending breaks to a client that is going away.
     pub async fn give_up_callbacks(&self) {
-        for server in self.promises.servers() {
+        let servers = lock(&self.validity).servers_with_promises(Instant::now());
+        for server in servers {
             let fs = FileServer::new(self.endpoint.clone(), server);
             let _ = tokio::time::timeout(Duration::from_secs(2), fs.give_up_all_callbacks()).await;
         }
-        self.promises.clear();
+        lock(&self.validity).drop_promises();
     }
+}
+
+fn lock(v: &SharedValidity) -> std::sync::MutexGuard<'_, Validity> {
+    v.lock().unwrap_or_else(|e| e.into_inner())
 }

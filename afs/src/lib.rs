@@ -14,7 +14,6 @@ pub mod dir;
 pub mod error;
 pub mod fs;
 pub mod path;
-pub mod promise;
 pub mod proto;
 pub mod rpc;
 pub mod types;

@@ -15,9 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::callback::CallbackEvent;
-use crate::promise::EXPIRY_MARGIN;
 use crate::rpc::Result;
 use crate::types::{CallBack, CallBackType, FetchStatus, Fid};
+
+/// A promise expiring sooner than this is treated as already gone (as kAFS does).
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+
+/// Shared by the client (which records what servers say) and the callback
+/// service (which applies breaks before replying).
+pub type SharedValidity = Arc<Mutex<Validity>>;
 
 /// Why a file's cached state may not be used without asking the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,6 +116,27 @@ impl Validity {
             Check::Invalid(Why::Expired)
         } else {
             Check::Valid
+        }
+    }
+
+    /// The server and expiry of `fid`'s promise, if one is still in force (not
+    /// revoked by a break or a server reset; it may be close to expiry).
+    pub fn promise(&self, fid: Fid) -> Option<(SocketAddr, Instant)> {
+        let p = self.files.get(&fid)?.promise?;
+        let revoked = p.server_epoch != self.server_epoch(p.server)
+            || p.volume_breaks != self.volume_breaks(fid.volume);
+        (!revoked).then_some((p.server, p.expires))
+    }
+
+    /// How many files hold a promise.
+    pub fn promised(&self) -> usize {
+        self.files.values().filter(|f| f.promise.is_some()).count()
+    }
+
+    /// Forgets every promise (after giving them all up).
+    pub fn drop_promises(&mut self) {
+        for f in self.files.values_mut() {
+            f.promise = None;
         }
     }
 
@@ -229,15 +256,16 @@ pub type StatusFetcher = Arc<
 /// Validation with single flight: however many callers ask about one file at
 /// once, the server is asked once.
 pub struct Validator {
-    table: Mutex<Validity>,
+    table: SharedValidity,
     inflight: Mutex<HashMap<Fid, Arc<tokio::sync::Mutex<()>>>>,
     fetch: StatusFetcher,
 }
 
 impl Validator {
-    pub fn new(fetch: StatusFetcher) -> Self {
+    /// A validator over `table` (usually the client's, see `Client::validity`).
+    pub fn new(table: SharedValidity, fetch: StatusFetcher) -> Self {
         Self {
-            table: Mutex::new(Validity::new()),
+            table,
             inflight: Mutex::default(),
             fetch,
         }
@@ -269,8 +297,19 @@ impl Validator {
                 None => Why::NoPromise,
             },
         };
+        // The fetcher may record into the same table (the client's does): compare
+        // with what we had before asking.
+        let before = self.with(|t| t.status(fid).map(|s| s.data_version()));
         let (server, status, callback) = (self.fetch)(fid).await?;
-        let change = self.with(|t| t.record(fid, server, status, &callback, Instant::now()));
+        self.with(|t| t.record(fid, server, status, &callback, Instant::now()));
+        let change = match before {
+            None => DataChange::New,
+            Some(from) if from == status.data_version() => DataChange::Unchanged,
+            Some(from) => DataChange::ThirdParty {
+                from,
+                to: status.data_version(),
+            },
+        };
         Ok(Validation {
             status,
             change,

@@ -171,6 +171,6 @@ pub fn print_stats(client: &Client) {
         cb.fids_broken.load(Ordering::Relaxed),
         cb.resets.load(Ordering::Relaxed),
         cb.probes.load(Ordering::Relaxed),
-        client.promises().len(),
+        client.validity().lock().map_or(0, |v| v.promised()),
     );
 }

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use afs::cache::validity::{Check, EXPIRY_MARGIN};
 use afs::callback::CallbackEvent;
 use afs::client::{Client, Node};
-use afs::promise::EXPIRY_MARGIN;
 use afs::types::Fid;
 use anyhow::Result;
 use tokio::sync::broadcast::error::RecvError;
@@ -42,7 +42,7 @@ pub async fn watch(client: &Client, paths: &[String], count: Option<u64>) -> Res
             _ = tokio::time::sleep(renew_in) => {
                 // Promises about to expire: renew them (and notice missed changes).
                 let due: Vec<Fid> = files.keys().copied()
-                    .filter(|f| !client.promises().is_valid(*f, Instant::now()))
+                    .filter(|f| client.check(*f) != Check::Valid)
                     .collect();
                 changes += recheck(client, &mut files, &due, None, &mut out).await?;
                 if count.is_some_and(|c| changes >= c) { return Ok(()); }
@@ -85,8 +85,8 @@ fn next_renewal(client: &Client, files: &HashMap<Fid, Watched>) -> Duration {
     let now = Instant::now();
     files
         .keys()
-        .map(|f| match client.promises().get(*f) {
-            Some(p) => p.expires.saturating_duration_since(now + EXPIRY_MARGIN),
+        .map(|f| match client.promise(*f) {
+            Some((_, expires)) => expires.saturating_duration_since(now + EXPIRY_MARGIN),
             None => Duration::ZERO,
         })
         .min()

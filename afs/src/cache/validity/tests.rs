@@ -115,7 +115,10 @@ fn fake(calls: Arc<AtomicU32>, dv: Arc<AtomicU64>) -> StatusFetcher {
 async fn concurrent_validations_ask_once() {
     let calls = Arc::new(AtomicU32::new(0));
     let dv = Arc::new(AtomicU64::new(1));
-    let v = Arc::new(Validator::new(fake(calls.clone(), dv.clone())));
+    let v = Arc::new(Validator::new(
+        Arc::default(),
+        fake(calls.clone(), dv.clone()),
+    ));
     let f = Fid::new(7, 2, 1);
     assert_eq!(v.validate(f).await.unwrap().change, DataChange::New);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -161,7 +164,7 @@ async fn concurrent_validations_ask_once() {
 async fn volume_break_costs_one_call_per_used_file() {
     let calls = Arc::new(AtomicU32::new(0));
     let dv = Arc::new(AtomicU64::new(1));
-    let v = Arc::new(Validator::new(fake(calls.clone(), dv)));
+    let v = Arc::new(Validator::new(Arc::default(), fake(calls.clone(), dv)));
     let files: Vec<Fid> = (1..=10).map(|n| Fid::new(7, 2 * n, 1)).collect();
     for f in &files {
         v.validate(*f).await.unwrap();
@@ -187,4 +190,25 @@ async fn volume_break_costs_one_call_per_used_file() {
         t.await.unwrap();
     }
     assert_eq!(calls.load(Ordering::SeqCst), 13);
+}
+
+#[test]
+fn revoked_promises_are_not_reported() {
+    let mut t = Validity::new();
+    let now = Instant::now();
+    let f = Fid::new(7, 2, 1);
+    t.record(f, server(1), status(1), &promise(3600), now);
+    assert!(t.promise(f).is_some());
+    t.apply(&CallbackEvent::ServerReset {
+        server: server(1),
+        at: now,
+    });
+    assert!(t.promise(f).is_none());
+    t.record(f, server(1), status(1), &promise(3600), now);
+    t.apply(&CallbackEvent::Broken {
+        server: server(1),
+        fids: vec![Fid::new(7, 0, 0)],
+        at: now,
+    });
+    assert!(t.promise(f).is_none());
 }
