@@ -44,6 +44,9 @@ pub struct ClientConfig {
     /// The local address of our socket (and of our callback service).
     pub bind: SocketAddr,
     pub rx: EndpointConfig,
+    /// How often servers we hold promises from are probed, so that one which
+    /// restarted and forgot us is noticed while we are idle (None: never).
+    pub probe_interval: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -53,6 +56,7 @@ impl Default for ClientConfig {
             thiscell: None,
             bind: "0.0.0.0:0".parse().expect("valid address"),
             rx: EndpointConfig::default(),
+            probe_interval: Some(Duration::from_secs(45)),
         }
     }
 }
@@ -88,6 +92,15 @@ pub struct Client {
     callbacks: Arc<CallbackService>,
     validity: SharedValidity,
     uuid: Uuid,
+    prober: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(p) = &self.prober {
+            p.abort();
+        }
+    }
 }
 
 impl Client {
@@ -112,6 +125,9 @@ impl Client {
         };
         let callbacks = Arc::new(CallbackService::new(uuid, revoke));
         endpoint.register_service(crate::callback::SERVICE, callbacks.clone());
+        let prober = cfg
+            .probe_interval
+            .map(|every| tokio::spawn(probe_servers(endpoint.clone(), validity.clone(), every)));
         debug!(local = %endpoint.local_addr(), "AFS client up");
         Ok(Self {
             endpoint,
@@ -122,6 +138,7 @@ impl Client {
             callbacks,
             validity,
             uuid,
+            prober,
         })
     }
 
@@ -653,4 +670,25 @@ impl Client {
 
 fn lock(v: &SharedValidity) -> std::sync::MutexGuard<'_, Validity> {
     v.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Probes every server we hold live promises from, every `every`. A server that
+/// forgot us (a restart that dropped its callback state) answers only after calling
+/// us back with InitCallBackState3, which revokes its promises through the callback
+/// service: an idle client learns it within one interval, not at its next call.
+async fn probe_servers(endpoint: Endpoint, validity: SharedValidity, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let servers = lock(&validity).servers_with_promises(Instant::now());
+        for server in servers {
+            let fs = FileServer::new(endpoint.clone(), server);
+            match fs.get_capabilities().await {
+                Ok(_) => debug!(%server, "probe answered"),
+                Err(e) => debug!(%server, error = %e, "probe failed"),
+            }
+        }
+    }
 }

@@ -140,7 +140,6 @@ async fn restart_keeping_state_still_delivers_breaks() {
     .await;
     assert_eq!(read_all(&client, &path).await.unwrap(), b"y");
     client.remove(&path).await.unwrap();
-    let _ = Duration::ZERO;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,5 +197,32 @@ async fn hundred_validations_of_a_broken_file_cost_one_fetch_status() {
         "one FetchStatus for all 100"
     );
     assert_eq!(changes, 1);
+    client.remove(&path).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_client_learns_of_a_forgetful_restart_by_probing() {
+    let _g = exclusive();
+    let mut cfg = config();
+    cfg.probe_interval = Some(Duration::from_secs(2));
+    let client = afs::client::Client::new(cfg).await.unwrap();
+    let path = unique_path("probe");
+    write_all(&client, &path, b"before").await.unwrap();
+    let node = client.resolve(&path).await.unwrap();
+    assert!(client.promise(node.fid).is_some());
+    let mut events = client.subscribe();
+    cell_sh(&["fs-restart", "drop"]);
+    // No call of ours from here on: only the prober can make the server reset us.
+    next_event(
+        &mut events,
+        |e| matches!(e, CallbackEvent::ServerReset { server, .. } if *server == node.server),
+    )
+    .await;
+    assert!(
+        client.promise(node.fid).is_none(),
+        "the forgotten promise was dropped"
+    );
+    afsio_write(&path, b"after!");
+    assert_eq!(read_all(&client, &path).await.unwrap(), b"after!");
     client.remove(&path).await.unwrap();
 }
