@@ -21,7 +21,7 @@ use crate::callback::{CallbackEvent, CallbackService, CallbackStats};
 use crate::cell::{parse_this_cell, CellConfig, CellPaths, CellServDb};
 use crate::dir::Directory;
 use crate::error::ErrorKind;
-use crate::fs::{FetchStatusReply, FileServer};
+use crate::fs::{FetchStatusReply, FileServer, FsStats};
 use crate::path::{AfsPath, MountPoint};
 use crate::rpc::{Error, Result};
 use crate::types::{CallBack, FetchStatus, Fid, FileType, StoreStatus, Uuid, VolumeType};
@@ -91,6 +91,7 @@ pub struct Client {
     volumes: Mutex<HashMap<u32, Arc<VolumeLocation>>>,
     callbacks: Arc<CallbackService>,
     validity: SharedValidity,
+    fs_stats: Arc<FsStats>,
     uuid: Uuid,
     prober: Option<tokio::task::JoinHandle<()>>,
 }
@@ -137,6 +138,7 @@ impl Client {
             volumes: Mutex::default(),
             callbacks,
             validity,
+            fs_stats: Arc::default(),
             uuid,
             prober,
         })
@@ -257,9 +259,18 @@ impl Client {
         }
     }
 
+    /// Calls made to fileservers by this client, and the bytes moved.
+    pub fn fs_stats(&self) -> &FsStats {
+        &self.fs_stats
+    }
+
+    fn file_server_at(&self, server: SocketAddr) -> FileServer {
+        FileServer::with_stats(self.endpoint.clone(), server, self.fs_stats.clone())
+    }
+
     /// A fileserver handle for `node`'s server.
     pub fn file_server(&self, node: &Node) -> FileServer {
-        FileServer::new(self.endpoint.clone(), node.server)
+        self.file_server_at(node.server)
     }
 
     /// FetchStatus, recording the promise that comes with it. Tries each site of
@@ -271,7 +282,7 @@ impl Client {
             let (servers, volume_type) = self.servers_for(cell, fid).await?;
             let mut last = None;
             for server in servers {
-                let fs = FileServer::new(self.endpoint.clone(), server);
+                let fs = self.file_server_at(server);
                 match fs.fetch_status(fid).await {
                     Ok(reply) => {
                         self.note_promise(fid, server, &reply);
@@ -661,7 +672,7 @@ impl Client {
     pub async fn give_up_callbacks(&self) {
         let servers = lock(&self.validity).servers_with_promises(Instant::now());
         for server in servers {
-            let fs = FileServer::new(self.endpoint.clone(), server);
+            let fs = self.file_server_at(server);
             let _ = tokio::time::timeout(Duration::from_secs(2), fs.give_up_all_callbacks()).await;
         }
         lock(&self.validity).drop_promises();

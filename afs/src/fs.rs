@@ -9,6 +9,8 @@ use bytes::Bytes;
 use rx::Endpoint;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::debug;
@@ -44,7 +46,7 @@ fn busy_backoff(attempt: u32) -> Duration {
 }
 
 /// Runs `op` again while the fileserver says the volume is busy.
-async fn retry_busy<T, F, Fut>(mut op: F) -> Result<T>
+async fn retry_busy<T, F, Fut>(stats: &FsStats, mut op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -54,6 +56,7 @@ where
         match op().await {
             Err(e) if e.kind() == ErrorKind::VolumeBusy && attempt < BUSY_RETRIES => {
                 attempt += 1;
+                FsStats::count(&stats.busy_retries, 1);
                 debug!(error = %e, attempt, "volume busy; trying again");
                 tokio::time::sleep(busy_backoff(attempt)).await;
             }
@@ -67,35 +70,104 @@ where
 pub struct FileServer {
     endpoint: Endpoint,
     addr: SocketAddr,
+    stats: Arc<FsStats>,
+}
+
+/// Calls made to fileservers and the file bytes they moved.
+#[derive(Debug, Default)]
+pub struct FsStats {
+    pub fetch_status: AtomicU64,
+    pub bulk_status: AtomicU64,
+    pub fetch_data: AtomicU64,
+    pub fetch_data_bytes: AtomicU64,
+    pub store_data: AtomicU64,
+    pub store_data_bytes: AtomicU64,
+    /// Every other call (create, remove, rename, probes...).
+    pub other: AtomicU64,
+    /// Calls refused with "volume busy" and tried again.
+    pub busy_retries: AtomicU64,
+}
+
+impl FsStats {
+    fn count(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Display for FsStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "FetchStatus {}, InlineBulkStatus {}, FetchData {} ({} bytes), StoreData {} ({} bytes), other {}, busy retries {}",
+            g(&self.fetch_status),
+            g(&self.bulk_status),
+            g(&self.fetch_data),
+            g(&self.fetch_data_bytes),
+            g(&self.store_data),
+            g(&self.store_data_bytes),
+            g(&self.other),
+            g(&self.busy_retries),
+        )
+    }
 }
 
 impl FileServer {
+    /// Calls to the fileserver at `addr`, counted in a private [`FsStats`].
     pub fn new(endpoint: Endpoint, addr: SocketAddr) -> Self {
-        Self { endpoint, addr }
+        Self::with_stats(endpoint, addr, Arc::default())
+    }
+
+    /// Calls counted in `stats` (shared by all of a client's fileservers).
+    pub fn with_stats(endpoint: Endpoint, addr: SocketAddr, stats: Arc<FsStats>) -> Self {
+        Self {
+            endpoint,
+            addr,
+            stats,
+        }
+    }
+
+    pub fn stats(&self) -> &FsStats {
+        &self.stats
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// One whole-message call, counted in `counter`.
     async fn call<T>(
         &self,
+        counter: &AtomicU64,
         request: &[u8],
         decode: impl Fn(&[u8]) -> Result<T, crate::xdr::XdrError>,
     ) -> Result<T> {
-        retry_busy(|| rpc::call(&self.endpoint, self.addr, SERVICE, request, &decode)).await
+        FsStats::count(counter, 1);
+        retry_busy(&self.stats, || {
+            rpc::call(&self.endpoint, self.addr, SERVICE, request, &decode)
+        })
+        .await
     }
 
     /// Status of a file and a callback promise on it.
     pub async fn fetch_status(&self, fid: Fid) -> Result<FetchStatusReply> {
-        self.call(&p::fetch_status_args(fid), p::decode_fetch_status_reply)
-            .await
+        self.call(
+            &self.stats.fetch_status,
+            &p::fetch_status_args(fid),
+            p::decode_fetch_status_reply,
+        )
+        .await
     }
 
     /// Status of up to 50 files at once; each entry carries its own error code.
     pub async fn inline_bulk_status(&self, fids: &[Fid]) -> Result<BulkStatusReply> {
         let req = args(p::inline_bulk_status_args(fids))?;
-        self.call(&req, p::decode_inline_bulk_status_reply).await
+        self.call(
+            &self.stats.bulk_status,
+            &req,
+            p::decode_inline_bulk_status_reply,
+        )
+        .await
     }
 
     /// Reads `len` bytes at `pos`, handing each chunk to `sink` as it arrives.
@@ -110,8 +182,11 @@ impl FileServer {
         let mut delivered = false;
         let mut attempt = 0;
         loop {
+            FsStats::count(&self.stats.fetch_data, 1);
+            let stats = &self.stats;
             let counting = |b: Bytes| {
                 delivered = true;
+                FsStats::count(&stats.fetch_data_bytes, b.len() as u64);
                 sink(b)
             };
             match self.fetch_data_once(fid, pos, len, counting).await {
@@ -193,6 +268,7 @@ impl FileServer {
             len,
             file_length,
         } = range;
+        FsStats::count(&self.stats.store_data, 1);
         let mut call = self.endpoint.call(self.addr, SERVICE);
         call.write(&p::store_data64_args(fid, status, pos, len, file_length))
             .await?;
@@ -209,6 +285,7 @@ impl FileServer {
                 )));
             }
             call.write(&buf[..n]).await?;
+            FsStats::count(&self.stats.store_data_bytes, n as u64);
             left -= n as u64;
             progress(n as u64);
         }
@@ -227,7 +304,8 @@ impl FileServer {
         status: &StoreStatus,
     ) -> Result<CreateReply> {
         let req = args(p::create_file_args(dir, name, status))?;
-        self.call(&req, p::decode_create_file_reply).await
+        self.call(&self.stats.other, &req, p::decode_create_file_reply)
+            .await
     }
 
     pub async fn make_dir(
@@ -237,17 +315,20 @@ impl FileServer {
         status: &StoreStatus,
     ) -> Result<CreateReply> {
         let req = args(p::make_dir_args(dir, name, status))?;
-        self.call(&req, p::decode_make_dir_reply).await
+        self.call(&self.stats.other, &req, p::decode_make_dir_reply)
+            .await
     }
 
     pub async fn remove_file(&self, dir: Fid, name: &str) -> Result<StatusReply> {
         let req = args(p::remove_file_args(dir, name))?;
-        self.call(&req, p::decode_remove_file_reply).await
+        self.call(&self.stats.other, &req, p::decode_remove_file_reply)
+            .await
     }
 
     pub async fn remove_dir(&self, dir: Fid, name: &str) -> Result<StatusReply> {
         let req = args(p::remove_dir_args(dir, name))?;
-        self.call(&req, p::decode_remove_dir_reply).await
+        self.call(&self.stats.other, &req, p::decode_remove_dir_reply)
+            .await
     }
 
     pub async fn symlink(
@@ -258,7 +339,8 @@ impl FileServer {
         status: &StoreStatus,
     ) -> Result<SymlinkReply> {
         let req = args(p::symlink_args(dir, name, target, status))?;
-        self.call(&req, p::decode_symlink_reply).await
+        self.call(&self.stats.other, &req, p::decode_symlink_reply)
+            .await
     }
 
     pub async fn rename(
@@ -269,11 +351,13 @@ impl FileServer {
         new: &str,
     ) -> Result<RenameReply> {
         let req = args(p::rename_args(old_dir, old, new_dir, new))?;
-        self.call(&req, p::decode_rename_reply).await
+        self.call(&self.stats.other, &req, p::decode_rename_reply)
+            .await
     }
 
     pub async fn get_volume_status(&self, volume: u32) -> Result<FetchVolumeStatus> {
         self.call(
+            &self.stats.other,
             &p::get_volume_status_args(volume),
             p::decode_get_volume_status_reply,
         )
@@ -282,6 +366,7 @@ impl FileServer {
 
     pub async fn get_capabilities(&self) -> Result<Capabilities> {
         self.call(
+            &self.stats.other,
             &p::get_capabilities_args(),
             p::decode_get_capabilities_reply,
         )
@@ -290,7 +375,11 @@ impl FileServer {
 
     /// Tells the server we hold no more promises from it (before exiting).
     pub async fn give_up_all_callbacks(&self) -> Result<()> {
-        self.call(&p::give_up_all_callbacks_args(), p::decode_empty_reply)
-            .await
+        self.call(
+            &self.stats.other,
+            &p::give_up_all_callbacks_args(),
+            p::decode_empty_reply,
+        )
+        .await
     }
 }

@@ -159,6 +159,7 @@ pub async fn mkdir(client: &Client, paths: &[String]) -> Result<()> {
 
 /// Prints the client's counters (shown at exit with -v).
 pub fn print_stats(client: &Client) {
+    eprintln!("fileserver calls: {}", client.fs_stats());
     let rx = client.endpoint().stats();
     let cb = client.callback_stats();
     eprintln!(
