@@ -1,0 +1,485 @@
+//! One cached file: its memfd, its page table and the local operations on them.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use rustix::fs::{FallocateFlags, MemfdFlags};
+use tokio::sync::Semaphore;
+
+use super::error::PageError;
+use super::fetch::{Flight, ReadAhead};
+use super::stats::{self, PageStats};
+use super::table::{Counts, PageTable, Runs, DIRTY, FLUSHING, PRESENT};
+use super::{Shared, MAX_FILE_SIZE, PAGE_SIZE};
+use crate::types::Fid;
+
+/// Sizes derived from the store's configuration, in pages.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Params {
+    /// Pages per fetch chunk (the single-flight unit).
+    pub chunk_pages: u64,
+    /// Largest read-ahead window, in bytes.
+    pub readahead_cap: u64,
+    /// Largest store, in pages.
+    pub max_store_pages: u64,
+}
+
+/// Mutable state of a file, under [`FileCache::state`].
+pub(super) struct FileState {
+    /// Length readers see: the server's length plus our unflushed extensions/truncations.
+    pub len: u64,
+    /// The server's length as far as we know (last status, fetch or own store).
+    pub remote_len: u64,
+    /// Lowest local truncation point below `remote_len` not yet stored. Until the
+    /// truncation is stored the server still has the old bytes there, so they must never
+    /// be fetched.
+    pub trunc_pending: Option<u64>,
+    /// Newest DataVersion seen for the file (fetch or own store).
+    pub data_version: Option<u64>,
+    pub pages: PageTable,
+    /// Fetches under way, by chunk.
+    pub inflight: HashMap<u64, Flight>,
+    pub next_flight: u64,
+    /// Moves whenever clean data is discarded, so that fetches started before cannot
+    /// install bytes from before the invalidation.
+    pub epoch: u64,
+    pub ra: ReadAhead,
+}
+
+impl FileState {
+    /// Bytes at or after this offset are never fetched: they are beyond the file, beyond
+    /// what the server has, or beyond a pending truncation. They read as zeros (the memfd
+    /// keeps them zero) unless written locally.
+    pub fn fetch_limit(&self) -> u64 {
+        self.len
+            .min(self.remote_len)
+            .min(self.trunc_pending.unwrap_or(u64::MAX))
+    }
+
+    /// Whether the length differs from the server's in a way only a store can fix.
+    pub fn len_dirty(&self) -> bool {
+        self.len != self.remote_len || self.trunc_pending.is_some()
+    }
+}
+
+/// The cached bytes of one AFS file.
+///
+/// The bytes live in a memfd sized to the file length rounded up to whole pages, so that
+/// a pager can later `mmap(MAP_SHARED)` it into guests and every guest shares one copy.
+/// This module itself only ever uses `pread`/`pwrite`/`fallocate` on it, never a
+/// mapping, so it never faults on a range a userfaultfd handler owns. A page that is not
+/// present is always a hole in the memfd (reads as zeros).
+pub struct FileCache {
+    pub(super) fid: Fid,
+    pub(super) memfd: File,
+    pub(super) state: Mutex<FileState>,
+    pub(super) holders: AtomicUsize,
+    /// Bounds the fetches of this file that talk to the server at once.
+    pub(super) fetch_slots: Semaphore,
+    /// One flush at a time per file.
+    pub(super) flush_lock: tokio::sync::Mutex<()>,
+    pub(super) shared: Weak<Shared>,
+    pub(super) stats: Arc<PageStats>,
+    pub(super) clock: Arc<AtomicU64>,
+    pub(super) params: Params,
+}
+
+/// Keeps a file's clean pages from being evicted while alive (see
+/// [`PageStore::hold`](super::PageStore::hold)). A pager holds the files it has mapped.
+pub struct Hold {
+    file: Arc<FileCache>,
+}
+
+impl Hold {
+    /// The held file.
+    pub fn file(&self) -> &Arc<FileCache> {
+        &self.file
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.file.holders.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for FileCache {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let c = st.pages.counts();
+        stats::adjust(&self.stats.pages_present, c.present, 0);
+        stats::adjust(&self.stats.pages_dirty, c.dirty, 0);
+    }
+}
+
+/// Check that `[offset, offset + len)` fits in a file; returns its end.
+pub(super) fn check_range(offset: u64, len: u64) -> Result<u64, PageError> {
+    match offset.checked_add(len) {
+        Some(end) if end <= MAX_FILE_SIZE => Ok(end),
+        _ => Err(PageError::OutOfRange { offset, len }),
+    }
+}
+
+/// Pages touched by the bytes `[start, end)`.
+pub(super) fn pages_of(start: u64, end: u64) -> std::ops::Range<u64> {
+    start / PAGE_SIZE..end.div_ceil(PAGE_SIZE)
+}
+
+pub(super) fn round_up(x: u64) -> u64 {
+    x.div_ceil(PAGE_SIZE) * PAGE_SIZE
+}
+
+impl FileCache {
+    pub(super) fn create(
+        fid: Fid,
+        len: u64,
+        shared: &Arc<Shared>,
+        params: Params,
+        max_fetches: usize,
+    ) -> Result<Self, PageError> {
+        check_range(len, 0)?;
+        let name = format!("afs-cache-{}.{}.{}", fid.volume, fid.vnode, fid.unique);
+        let fd = rustix::fs::memfd_create(name.as_str(), MemfdFlags::CLOEXEC).map_err(|e| {
+            PageError::Create {
+                fid,
+                source: Arc::new(e.into()),
+            }
+        })?;
+        let memfd = File::from(fd);
+        memfd
+            .set_len(round_up(len))
+            .map_err(|e| PageError::io(fid, e))?;
+        Ok(Self {
+            fid,
+            memfd,
+            state: Mutex::new(FileState {
+                len,
+                remote_len: len,
+                trunc_pending: None,
+                data_version: None,
+                pages: PageTable::new(params.chunk_pages),
+                inflight: HashMap::new(),
+                next_flight: 0,
+                epoch: 0,
+                ra: ReadAhead::default(),
+            }),
+            holders: AtomicUsize::new(0),
+            fetch_slots: Semaphore::new(max_fetches.max(1)),
+            flush_lock: tokio::sync::Mutex::new(()),
+            shared: Arc::downgrade(shared),
+            stats: shared.stats.clone(),
+            clock: shared.clock.clone(),
+            params,
+        })
+    }
+
+    /// The file this caches.
+    pub fn fid(&self) -> Fid {
+        self.fid
+    }
+
+    /// The memfd holding the bytes, for a pager to map (`MAP_SHARED`). Pages the table
+    /// does not list as present are holes.
+    pub fn memfd(&self) -> BorrowedFd<'_> {
+        self.memfd.as_fd()
+    }
+
+    /// The memfd as a `File`, for `pread`/`pwrite` by a pager.
+    pub fn memfd_file(&self) -> &File {
+        &self.memfd
+    }
+
+    /// The length readers see (includes unflushed local changes).
+    pub fn len(&self) -> u64 {
+        self.lock().len
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Newest DataVersion seen for this file, from a fetch or one of our own stores.
+    pub fn data_version(&self) -> Option<u64> {
+        self.lock().data_version
+    }
+
+    /// Record the file's DataVersion as validation found it (FetchStatus), after any
+    /// invalidation it called for, so that the next flush can tell whether the server's
+    /// version moved only by our own stores.
+    pub fn note_data_version(&self, data_version: u64) {
+        self.lock().data_version = Some(data_version);
+    }
+
+    /// Whether `page` (index, not offset) holds cached bytes.
+    pub fn is_present(&self, page: u64) -> bool {
+        self.lock().pages.flags(page) & PRESENT != 0
+    }
+
+    /// Whether `page` holds local changes not yet stored.
+    pub fn is_dirty(&self, page: u64) -> bool {
+        self.lock().pages.flags(page) & DIRTY != 0
+    }
+
+    /// The DataVersion a present page was fetched or last stored at.
+    pub fn page_version(&self, page: u64) -> Option<u64> {
+        self.lock().pages.version(page)
+    }
+
+    /// Present and dirty page counts of this file.
+    pub fn page_counts(&self) -> (u64, u64) {
+        let c = self.lock().pages.counts();
+        (c.present, c.dirty)
+    }
+
+    /// Whether anything here still has to be stored.
+    pub fn has_unflushed(&self) -> bool {
+        let st = self.lock();
+        st.pages.counts().dirty > 0 || st.len_dirty()
+    }
+
+    /// Keep this file's clean pages from eviction until the returned guard drops.
+    pub fn hold(self: &Arc<Self>) -> Hold {
+        self.holders.fetch_add(1, Ordering::AcqRel);
+        Hold { file: self.clone() }
+    }
+
+    pub(super) fn is_held(&self) -> bool {
+        self.holders.load(Ordering::Acquire) > 0
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, FileState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Run `f` on the state and carry its page-count changes into the global gauges.
+    pub(super) fn mutate<R>(&self, st: &mut FileState, f: impl FnOnce(&mut FileState) -> R) -> R {
+        let before = st.pages.counts();
+        let r = f(st);
+        self.account(before, st.pages.counts());
+        r
+    }
+
+    fn account(&self, before: Counts, after: Counts) {
+        stats::adjust(&self.stats.pages_present, before.present, after.present);
+        stats::adjust(&self.stats.pages_dirty, before.dirty, after.dirty);
+    }
+
+    pub(super) fn pread(&self, offset: u64, buf: &mut [u8]) -> Result<(), PageError> {
+        self.memfd
+            .read_exact_at(buf, offset)
+            .map_err(|e| PageError::io(self.fid, e))
+    }
+
+    pub(super) fn pwrite(&self, offset: u64, data: &[u8]) -> Result<(), PageError> {
+        self.memfd
+            .write_all_at(data, offset)
+            .map_err(|e| PageError::io(self.fid, e))
+    }
+
+    /// Free the memory of whole pages, keeping the memfd's size: they read as zeros.
+    fn punch(&self, pages: &std::ops::Range<u64>) -> Result<(), PageError> {
+        let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+        let (off, len) = (
+            pages.start * PAGE_SIZE,
+            (pages.end - pages.start) * PAGE_SIZE,
+        );
+        rustix::fs::fallocate(&self.memfd, flags, off, len)
+            .map_err(|e| PageError::io(self.fid, e.into()))
+    }
+
+    /// Punch `runs` and mark their pages not present (whatever their state). The caller
+    /// accounts the counts through [`Self::mutate`].
+    pub(super) fn discard(&self, st: &mut FileState, runs: &Runs) -> Result<u64, PageError> {
+        let tick = self.tick();
+        for run in &runs.0 {
+            self.punch(run)?;
+            for p in run.clone() {
+                st.pages.set(p, 0, None, tick);
+            }
+        }
+        Ok(runs.pages())
+    }
+
+    /// Resize the memfd to hold `len` bytes (rounded up to whole pages).
+    fn resize_memfd(&self, len: u64) -> Result<(), PageError> {
+        self.memfd
+            .set_len(round_up(len))
+            .map_err(|e| PageError::io(self.fid, e))
+    }
+
+    /// Zero the bytes from `at` to the end of its page, if that page holds data.
+    fn zero_tail(&self, st: &FileState, at: u64) -> Result<(), PageError> {
+        let tail = round_up(at) - at;
+        if tail == 0 || st.pages.flags(at / PAGE_SIZE) & PRESENT == 0 {
+            return Ok(());
+        }
+        self.pwrite(at, &vec![0; usize::try_from(tail).unwrap_or(0)])
+    }
+
+    /// Change the length readers see. Shrinking drops every page past the new end, dirty
+    /// ones included (they are beyond EOF), and zeroes the tail of the last page so a
+    /// later extension reads zeros.
+    pub(super) fn resize(&self, st: &mut FileState, new: u64) -> Result<(), PageError> {
+        if new < st.len {
+            let first_gone = new.div_ceil(PAGE_SIZE);
+            let runs = st
+                .pages
+                .runs(first_gone..st.len.div_ceil(PAGE_SIZE), |f| f != 0);
+            self.mutate(st, |st| self.discard(st, &runs))?;
+            self.zero_tail(st, new)?;
+        }
+        self.resize_memfd(new)?;
+        st.len = new;
+        Ok(())
+    }
+
+    /// Local truncate/extend (`ftruncate` by a user of the file). Stored at the next
+    /// flush: a shrink below the server's length is stored first as a truncation, so
+    /// bytes past it can never come back from the server.
+    pub fn set_len(&self, len: u64) -> Result<(), PageError> {
+        check_range(len, 0)?;
+        let mut st = self.lock();
+        if len < st.len && len < st.remote_len {
+            st.trunc_pending = Some(st.trunc_pending.map_or(len, |t| t.min(len)));
+        }
+        self.resize(&mut st, len)
+    }
+
+    /// Discard every clean page (hole-punch, mark not present), keeping dirty ones: the
+    /// file changed on the server, so clean bytes are refetched on demand while local
+    /// changes survive to the next flush (last writer wins). Returns the pages dropped.
+    pub fn invalidate_clean(&self) -> Result<u64, PageError> {
+        self.invalidate_where(|_| true)
+    }
+
+    /// Discard clean pages fetched at a DataVersion other than `current`.
+    pub fn invalidate_stale(&self, current: u64) -> Result<u64, PageError> {
+        self.invalidate_where(|v| v != current)
+    }
+
+    fn invalidate_where(&self, stale: impl Fn(u64) -> bool) -> Result<u64, PageError> {
+        let mut st = self.lock();
+        st.epoch += 1;
+        let clean = st.pages.all_runs(|f| f & (PRESENT | DIRTY) == PRESENT);
+        let mut runs = Runs::default();
+        for p in clean.0.iter().flat_map(|r| r.clone()) {
+            if st.pages.version(p).is_some_and(&stale) {
+                runs.push(p..p + 1);
+            }
+        }
+        let n = self.mutate(&mut st, |st| self.discard(st, &runs))?;
+        stats::add(&self.stats.pages_invalidated, n);
+        Ok(n)
+    }
+
+    /// The server says the file is now `remote_len` long (a third-party change).
+    ///
+    /// Clean bytes past it are discarded. If the length was not changed locally, readers
+    /// see the new length, except that it never cuts off local dirty pages (they are
+    /// written at the next flush and extend the file again: last writer wins, at page
+    /// granularity). A local pending truncation at or past the new length is moot.
+    pub fn truncate_to(&self, remote_len: u64) -> Result<(), PageError> {
+        check_range(remote_len, 0)?;
+        let mut st = self.lock();
+        let locally_changed = st.len_dirty();
+        st.epoch += 1;
+        st.remote_len = remote_len;
+        if st.trunc_pending.is_some_and(|t| t >= remote_len) {
+            st.trunc_pending = None;
+        }
+        self.drop_clean_from(&mut st)?;
+        if !locally_changed {
+            let dirty_end = st.pages.dirty_end().map_or(0, |p| p * PAGE_SIZE);
+            let target = remote_len.max(dirty_end.min(st.len));
+            self.resize(&mut st, target)?;
+        }
+        Ok(())
+    }
+
+    /// Discard clean pages at or past the fetch limit and zero the clean partial page's
+    /// tail: those bytes are zeros in the file now.
+    fn drop_clean_from(&self, st: &mut FileState) -> Result<(), PageError> {
+        let limit = st.fetch_limit();
+        let end = st.len.div_ceil(PAGE_SIZE).max(limit.div_ceil(PAGE_SIZE));
+        let first = limit.div_ceil(PAGE_SIZE);
+        let runs = st
+            .pages
+            .runs(first..end, |f| f & (PRESENT | DIRTY) == PRESENT);
+        let n = self.mutate(st, |st| self.discard(st, &runs))?;
+        stats::add(&self.stats.pages_invalidated, n);
+        if st.pages.flags(limit / PAGE_SIZE) & DIRTY == 0 {
+            self.zero_tail(st, limit)?;
+        }
+        Ok(())
+    }
+
+    /// Copy the bytes `[offset, offset + buf.len())` out of the memfd and count the
+    /// access for LRU. The caller has checked the pages are present or beyond the fetch
+    /// limit (holes that read as zeros).
+    pub(super) fn copy_out(
+        &self,
+        st: &mut FileState,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), PageError> {
+        self.pread(offset, buf)?;
+        self.touch(st, offset, offset + buf.len() as u64);
+        Ok(())
+    }
+
+    pub(super) fn touch(&self, st: &mut FileState, start: u64, end: u64) {
+        let tick = self.tick();
+        let pages = pages_of(start, end);
+        if pages.is_empty() {
+            return;
+        }
+        let (c0, c1) = (
+            st.pages.chunk_of(pages.start),
+            st.pages.chunk_of(pages.end - 1),
+        );
+        for c in c0..=c1 {
+            st.pages.touch(c, tick);
+        }
+    }
+
+    /// Store `data` at `offset` in the memfd and mark its pages dirty. The caller has
+    /// made sure partially covered pages hold their old bytes.
+    pub(super) fn apply_write(
+        &self,
+        st: &mut FileState,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), PageError> {
+        let end = offset + data.len() as u64;
+        if end > st.len {
+            self.resize_memfd(end)?;
+            st.len = end;
+        }
+        self.pwrite(offset, data)?;
+        let tick = self.tick();
+        let version = st.data_version.unwrap_or(0);
+        self.mutate(st, |st| {
+            for p in pages_of(offset, end) {
+                let old = st.pages.flags(p);
+                let redirty = if old & FLUSHING != 0 {
+                    super::table::REDIRTY
+                } else {
+                    0
+                };
+                let keep = old & (FLUSHING | super::table::REDIRTY);
+                let v = (old & PRESENT == 0).then_some(version);
+                st.pages.set(p, PRESENT | DIRTY | keep | redirty, v, tick);
+            }
+        });
+        Ok(())
+    }
+}
