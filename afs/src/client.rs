@@ -92,6 +92,9 @@ pub struct Client {
     callbacks: Arc<CallbackService>,
     validity: SharedValidity,
     fs_stats: Arc<FsStats>,
+    /// Contents of directories and symlinks, with the data version they were read
+    /// at: resolution reads them again only when they changed.
+    contents: Mutex<HashMap<Fid, (u64, Arc<Vec<u8>>)>>,
     uuid: Uuid,
     prober: Option<tokio::task::JoinHandle<()>>,
 }
@@ -139,6 +142,7 @@ impl Client {
             callbacks,
             validity,
             fs_stats: Arc::default(),
+            contents: Mutex::default(),
             uuid,
             prober,
         })
@@ -340,11 +344,24 @@ impl Client {
                 format!("volume {volume} has no {vtype:?} clone"),
             )
         })?;
-        self.fetch_status(cell, Fid::new(id, 1, 1)).await
+        self.status(cell, Fid::new(id, 1, 1)).await
     }
 
-    /// The whole contents of a small file (directories, symlinks).
-    async fn fetch_all(&self, node: &Node) -> Result<Vec<u8>> {
+    /// The whole contents of a small file (directories, symlinks), fetched again
+    /// only when its data version moved.
+    async fn fetch_all(&self, node: &Node) -> Result<Arc<Vec<u8>>> {
+        let version = node.status.data_version();
+        let cached = self
+            .contents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&node.fid)
+            .cloned();
+        if let Some((v, data)) = cached {
+            if v == version {
+                return Ok(data);
+            }
+        }
         let mut out = Vec::with_capacity(node.status.length() as usize);
         let fs = self.file_server(node);
         let reply = fs
@@ -354,7 +371,13 @@ impl Client {
             })
             .await?;
         self.note_promise(node.fid, node.server, &reply);
-        Ok(out)
+        let data = Arc::new(out);
+        // Keyed by the version the data came with, which may be newer than `node`'s.
+        self.contents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.fid, (reply.status.data_version(), data.clone()));
+        Ok(data)
     }
 
     /// The entries of a directory node.
@@ -364,6 +387,64 @@ impl Client {
         }
         let data = self.fetch_all(dir).await?;
         Directory::parse(&data).map_err(|e| Error::local(ErrorKind::Protocol, e.to_string()))
+    }
+
+    /// A file's status: from the validity table when its promise is in force (no
+    /// network), else from its server. This is the resolution path's fast check.
+    pub async fn status(&self, cell: &str, fid: Fid) -> Result<Node> {
+        if let Some(node) = self.cached_node(cell, fid) {
+            return Ok(node);
+        }
+        self.fetch_status(cell, fid).await
+    }
+
+    fn cached_node(&self, cell: &str, fid: Fid) -> Option<Node> {
+        let now = Instant::now();
+        let (status, server, expires) = {
+            let v = lock(&self.validity);
+            if v.check(fid, now) != Check::Valid {
+                return None;
+            }
+            let (server, expires) = v.promise(fid)?;
+            (v.status(fid)?, server, expires)
+        };
+        let loc = self
+            .volumes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fid.volume)
+            .cloned()?;
+        Some(Node {
+            cell: cell.to_string(),
+            fid,
+            status,
+            server,
+            callback: CallBack {
+                version: 1,
+                expiration_time: expires.saturating_duration_since(now).as_secs() as u32,
+                cb_type: crate::types::CallBackType::Shared,
+            },
+            volume_type: loc.type_of(fid.volume)?,
+        })
+    }
+
+    /// Records a new file or directory and its parent's new status.
+    fn note_created(&self, dir: &Node, reply: &crate::fs::CreateReply, server: SocketAddr) {
+        let mut v = lock(&self.validity);
+        v.record(
+            reply.fid,
+            server,
+            reply.status,
+            &reply.callback,
+            Instant::now(),
+        );
+        v.record_own_store(dir.fid, reply.dir_status);
+    }
+
+    /// Records a status our own change produced: our callbacks are not broken by
+    /// our own changes, so the table must learn the new data version from us.
+    fn note_own_change(&self, fid: Fid, status: FetchStatus) {
+        lock(&self.validity).record_own_store(fid, status);
     }
 
     /// Resolves a path to its node, following mount points and symlinks.
@@ -404,7 +485,7 @@ impl Client {
                 .lookup(&name)
                 .ok_or_else(|| Error::local(ErrorKind::NotFound, "no such file or directory"))?
                 .fid(dir.fid.volume);
-            let mut node = self.fetch_status(&dir.cell, fid).await?;
+            let mut node = self.status(&dir.cell, fid).await?;
             let last = pending.is_empty();
             if node.status.file_type == FileType::Symlink && (!last || follow_last) {
                 let target = self.fetch_all(&node).await?;
@@ -570,12 +651,17 @@ impl Client {
                 let status = StoreStatus::new().with_mode(0o644);
                 let created = fs.create_file(dir.fid, &name, &status).await;
                 match created {
-                    Ok(reply) => reply.fid,
+                    Ok(reply) => {
+                        self.note_created(&dir, &reply, fs.addr());
+                        reply.fid
+                    }
                     // Someone created it meanwhile: use theirs.
-                    Err(e) if e.kind() == ErrorKind::Exists => self
-                        .lookup_in(&dir, &name)
-                        .await?
-                        .ok_or_else(|| e.at(path))?,
+                    Err(e) if e.kind() == ErrorKind::Exists => {
+                        let dir = self.fetch_status(&dir.cell, dir.fid).await?;
+                        self.lookup_in(&dir, &name)
+                            .await?
+                            .ok_or_else(|| e.at(path))?
+                    }
                     Err(e) => return Err(e.at(path)),
                 }
             }
@@ -595,6 +681,7 @@ impl Client {
             )
             .await
             .map_err(|e| e.at(path))?;
+        self.note_own_change(fid, reply.status);
         Ok(Node {
             cell: dir.cell.clone(),
             fid,
@@ -613,17 +700,20 @@ impl Client {
     /// Removes a file (or symlink, or mount point).
     pub async fn remove(&self, path: &str) -> Result<()> {
         let (dir, name) = self.resolve_parent(path).await?;
-        self.file_server(&dir)
+        let reply = self
+            .file_server(&dir)
             .remove_file(dir.fid, &name)
             .await
             .map_err(|e| e.at(path))?;
+        self.note_own_change(dir.fid, reply.status);
         Ok(())
     }
 
     /// Removes an empty directory.
     pub async fn remove_dir(&self, path: &str) -> Result<()> {
         let (dir, name) = self.resolve_parent(path).await?;
-        self.file_server(&dir)
+        let reply = self
+            .file_server(&dir)
             .remove_dir(dir.fid, &name)
             .await
             .map_err(|e| match e.kind() {
@@ -632,17 +722,19 @@ impl Client {
                 _ => e,
             })
             .map_err(|e| e.at(path))?;
+        self.note_own_change(dir.fid, reply.status);
         Ok(())
     }
 
     pub async fn mkdir(&self, path: &str) -> Result<Fid> {
         let (dir, name) = self.resolve_parent(path).await?;
         let status = StoreStatus::new().with_mode(0o755);
-        let reply = self
-            .file_server(&dir)
+        let fs = self.file_server(&dir);
+        let reply = fs
             .make_dir(dir.fid, &name, &status)
             .await
             .map_err(|e| e.at(path))?;
+        self.note_created(&dir, &reply, fs.addr());
         Ok(reply.fid)
     }
 
@@ -664,6 +756,7 @@ impl Client {
             .symlink(dir.fid, &name, target, &status)
             .await
             .map_err(|e| e.at(path))?;
+        self.note_own_change(dir.fid, reply.dir_status);
         Ok(reply.fid)
     }
 
