@@ -82,6 +82,9 @@ pub struct DirEntry {
     pub status: Option<FetchStatus>,
 }
 
+/// Bytes as of a data version.
+type Versioned = (u64, Arc<Vec<u8>>);
+
 /// An AFS client.
 pub struct Client {
     endpoint: Endpoint,
@@ -94,7 +97,7 @@ pub struct Client {
     fs_stats: Arc<FsStats>,
     /// Contents of directories and symlinks, with the data version they were read
     /// at: resolution reads them again only when they changed.
-    contents: Mutex<HashMap<Fid, (u64, Arc<Vec<u8>>)>>,
+    contents: Mutex<HashMap<Fid, Versioned>>,
     uuid: Uuid,
     prober: Option<tokio::task::JoinHandle<()>>,
 }
