@@ -92,6 +92,8 @@ pub struct Client {
     this_cell: Option<String>,
     vl: Mutex<HashMap<String, Arc<VlClient>>>,
     volumes: Mutex<HashMap<u32, Arc<VolumeLocation>>>,
+    /// The cell of every volume id we have seen.
+    volume_cells: Mutex<HashMap<u32, String>>,
     callbacks: Arc<CallbackService>,
     validity: SharedValidity,
     fs_stats: Arc<FsStats>,
@@ -142,6 +144,7 @@ impl Client {
             this_cell,
             vl: Mutex::default(),
             volumes: Mutex::default(),
+            volume_cells: Mutex::default(),
             callbacks,
             validity,
             fs_stats: Arc::default(),
@@ -221,10 +224,7 @@ impl Client {
 
     async fn volume_by_name(&self, cell: &str, name: &str) -> Result<Arc<VolumeLocation>> {
         let loc = Arc::new(self.vl(cell)?.by_name(name).await?);
-        let mut cache = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
-        for id in loc.ids.iter().filter(|&&id| id != 0) {
-            cache.insert(*id, loc.clone());
-        }
+        self.remember(cell, &loc);
         Ok(loc)
     }
 
@@ -238,11 +238,43 @@ impl Client {
             return Ok(loc.clone());
         }
         let loc = Arc::new(self.vl(cell)?.by_id(id).await?);
+        self.remember(cell, &loc);
+        Ok(loc)
+    }
+
+    fn remember(&self, cell: &str, loc: &Arc<VolumeLocation>) {
         let mut cache = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cells = self.volume_cells.lock().unwrap_or_else(|e| e.into_inner());
         for id in loc.ids.iter().filter(|&&id| id != 0) {
             cache.insert(*id, loc.clone());
+            cells.insert(*id, cell.to_string());
         }
-        Ok(loc)
+    }
+
+    /// The cell `fid` belongs to, if we have seen its volume.
+    pub fn cell_of(&self, fid: Fid) -> Option<String> {
+        self.volume_cells
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fid.volume)
+            .cloned()
+    }
+
+    /// Reads `len` bytes of `node` at `pos` with FetchData64, recording the promise
+    /// that comes back with them.
+    pub async fn fetch_range(
+        &self,
+        node: &Node,
+        pos: u64,
+        len: u64,
+        sink: impl FnMut(bytes::Bytes) -> std::io::Result<()>,
+    ) -> Result<FetchStatusReply> {
+        let reply = self
+            .file_server(node)
+            .fetch_data(node.fid, pos, len, sink)
+            .await?;
+        self.note_promise(node.fid, node.server, &reply);
+        Ok(reply)
     }
 
     /// The fileservers holding `fid`'s volume, in the order to try them.

@@ -226,3 +226,51 @@ async fn idle_client_learns_of_a_forgetful_restart_by_probing() {
     assert_eq!(read_all(&client, &path).await.unwrap(), b"after!");
     client.remove(&path).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_reads_follow_twenty_third_party_changes() {
+    use afs::cache::manager::CacheManager;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    let _g = shared();
+    let client = Arc::new(client().await);
+    let cache = CacheManager::new(client.clone(), Default::default());
+    let path = unique_path("cached");
+    let len = 3 * 4096 + 100;
+    write_all(&client, &path, &pattern(len, 0)).await.unwrap();
+    let fetches = || client.fs_stats().fetch_data.load(Ordering::Relaxed);
+    assert_eq!(cached_read(&cache, &path).await, pattern(len, 0));
+    let before = fetches();
+    assert_eq!(cached_read(&cache, &path).await, pattern(len, 0));
+    assert_eq!(
+        fetches(),
+        before,
+        "an unchanged file is read without FetchData"
+    );
+    for i in 1..=20 {
+        let data = pattern(len, i);
+        afsio_write(&path, &data);
+        assert_same(
+            &format!("read after change {i}"),
+            &cached_read(&cache, &path).await,
+            &data,
+        );
+    }
+    let before = fetches();
+    cached_read(&cache, &path).await;
+    assert_eq!(fetches(), before, "still no FetchData when nothing changed");
+    client.remove(&path).await.unwrap();
+}
+
+async fn cached_read(cache: &afs::cache::manager::CacheManager, path: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    cache
+        .read(path, |c| {
+            out.extend_from_slice(c);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    out
+}

@@ -3,6 +3,10 @@
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::Ordering;
 
+use std::sync::Arc;
+
+use afs::cache::manager::CacheManager;
+use afs::cache::pages::PageStoreConfig;
 use afs::client::{Client, Node};
 use afs::types::FileType;
 use anyhow::{Context, Result};
@@ -62,11 +66,20 @@ pub async fn stat(client: &Client, paths: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub async fn cat(client: &Client, paths: &[String]) -> Result<()> {
+/// Reads through the cache manager: a file named twice is fetched once.
+pub async fn cat(client: &Arc<Client>, paths: &[String]) -> Result<()> {
+    // Large chunks and many in flight: a cat is one sequential scan.
+    let config = PageStoreConfig {
+        chunk_bytes: 2 << 20,
+        max_fetches_in_flight: 8,
+        readahead_max_bytes: 32 << 20,
+        ..PageStoreConfig::default()
+    };
+    let cache = CacheManager::new(client.clone(), config);
     let stdout = std::io::stdout();
     for p in paths {
         let mut out = stdout.lock();
-        let done = client
+        let done = cache
             .read(p, |chunk| out.write_all(chunk))
             .await
             .map(drop)

@@ -98,12 +98,14 @@ pub fn absolute(client: &Client, cell: Option<&str>, path: &str) -> Result<Strin
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let client = Client::new(ClientConfig {
-        cellservdb: args.cellservdb.clone(),
-        thiscell: args.thiscell.clone(),
-        ..ClientConfig::default()
-    })
-    .await?;
+    let client = std::sync::Arc::new(
+        Client::new(ClientConfig {
+            cellservdb: args.cellservdb.clone(),
+            thiscell: args.thiscell.clone(),
+            ..ClientConfig::default()
+        })
+        .await?,
+    );
     let cell = args.cell.as_deref();
     let abs = |p: &str| absolute(&client, cell, p);
     let result = match &args.command {

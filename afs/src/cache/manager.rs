@@ -1,0 +1,154 @@
+//! The cache manager: file bytes through the page store, kept honest by callbacks.
+//!
+//! Reading a file validates it first ([`Validator::validate`]: no network while its
+//! promise holds, one FetchStatus however many readers when it does not). If the
+//! data version moved under us, the clean cached pages of older versions are
+//! dropped and fetched again on demand; dirty pages are kept. Unchanged files are
+//! served from the page store without a FetchData.
+
+use std::sync::Arc;
+
+use super::pages::{BoxError, BoxFuture, Fetched, Fetcher, PageError, PageStore, PageStoreConfig};
+use super::validity::{StatusFetcher, Validator};
+use crate::client::{Client, Node};
+use crate::error::ErrorKind;
+use crate::rpc::{Error, Result};
+use crate::types::{Fid, FileType};
+
+/// Bytes handed to the reader per page-store read.
+const READ_PIECE: u64 = 8 << 20;
+
+/// Reads AFS files through a shared, validated page cache.
+pub struct CacheManager {
+    client: Arc<Client>,
+    validator: Validator,
+    pages: PageStore,
+}
+
+/// Fetches missing pages of one file with FetchData64 from the server that
+/// answered for it.
+struct FsFetcher {
+    client: Arc<Client>,
+    node: Node,
+}
+
+impl Fetcher for FsFetcher {
+    fn fetch(&self, fid: Fid, offset: u64, len: u64) -> BoxFuture<'_, Result<Fetched, BoxError>> {
+        Box::pin(async move {
+            debug_assert_eq!(fid, self.node.fid);
+            let mut data = Vec::new();
+            let reply = self
+                .client
+                .fetch_range(&self.node, offset, len, |b| {
+                    data.push(b);
+                    Ok(())
+                })
+                .await
+                .map_err(|e| Box::new(e) as BoxError)?;
+            Ok(Fetched {
+                data,
+                data_version: reply.status.data_version(),
+            })
+        })
+    }
+}
+
+impl CacheManager {
+    pub fn new(client: Arc<Client>, config: PageStoreConfig) -> Self {
+        let fetch: StatusFetcher = {
+            let client = client.clone();
+            Arc::new(move |fid| {
+                let client = client.clone();
+                Box::pin(async move {
+                    let cell = client.cell_of(fid).unwrap_or_default();
+                    let node = client.fetch_status(&cell, fid).await?;
+                    Ok((node.server, node.status, node.callback))
+                })
+            })
+        };
+        Self {
+            validator: Validator::new(client.validity(), fetch),
+            client,
+            pages: PageStore::new(config),
+        }
+    }
+
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    pub fn pages(&self) -> &PageStore {
+        &self.pages
+    }
+
+    /// Validates `node` and brings the cached pages in line with what the server
+    /// has: the revalidate step of every read (and, later, of every page fault).
+    pub async fn revalidate(&self, node: &Node) -> Result<Node> {
+        let v = self.validator.validate(node.fid).await?;
+        let mut node = node.clone();
+        node.status = v.status;
+        let dv = v.status.data_version();
+        if let Some(file) = self.pages.get(node.fid) {
+            // Judge against the version the cached pages hold, not the status
+            // table: path resolution may already have refreshed the table.
+            if file.data_version() != Some(dv) {
+                file.invalidate_stale(dv).map_err(page_error)?;
+                file.truncate_to(v.status.length()).map_err(page_error)?;
+            }
+            file.note_data_version(dv);
+        }
+        Ok(node)
+    }
+
+    /// Streams a whole file to `sink`, from the page cache where it is valid.
+    pub async fn read(
+        &self,
+        path: &str,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<Node> {
+        let node = self.client.resolve(path).await?;
+        if node.status.file_type == FileType::Directory {
+            return Err(Error::local(ErrorKind::IsDirectory, "is a directory").at(path));
+        }
+        let node = self.revalidate(&node).await.map_err(|e| e.at(path))?;
+        let len = node.status.length();
+        if self.pages.get(node.fid).is_none() {
+            let file = self.pages.open(node.fid, len).map_err(page_error)?;
+            file.note_data_version(node.status.data_version());
+        }
+        let fetcher = Arc::new(FsFetcher {
+            client: self.client.clone(),
+            node: node.clone(),
+        });
+        let _hold = self.pages.hold(node.fid).map_err(page_error)?;
+        let mut offset = 0;
+        while offset < len {
+            let n = READ_PIECE.min(len - offset);
+            let data = self
+                .pages
+                .read(node.fid, offset, n, &fetcher)
+                .await
+                .map_err(|e| page_error(e).at(path))?;
+            if data.is_empty() {
+                break;
+            }
+            sink(&data)?;
+            offset += data.len() as u64;
+        }
+        Ok(node)
+    }
+}
+
+/// Keeps the meaning of an AFS error that caused a page-store failure.
+fn page_error(e: PageError) -> Error {
+    let source = match &e {
+        PageError::Fetch { source, .. } | PageError::Store { source, .. } => {
+            source.downcast_ref::<Error>()
+        }
+        _ => None,
+    };
+    match source {
+        Some(inner) => Error::local(inner.kind(), inner.to_string()),
+        None => Error::local(ErrorKind::Other, e.to_string()),
+    }
+}
