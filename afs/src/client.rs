@@ -277,6 +277,34 @@ impl Client {
         Ok(reply)
     }
 
+    /// Writes `data` at `pos` of `node` with StoreData64 and makes the file
+    /// `file_len` long; records the new status as our own change.
+    pub async fn store_range(
+        &self,
+        node: &Node,
+        pos: u64,
+        data: bytes::Bytes,
+        file_len: u64,
+    ) -> Result<FetchStatus> {
+        let range = crate::fs::StoreRange {
+            pos,
+            len: data.len() as u64,
+            file_length: file_len,
+        };
+        let reply = self
+            .file_server(node)
+            .store_data(
+                node.fid,
+                &StoreStatus::new(),
+                range,
+                std::io::Cursor::new(data),
+                |_| {},
+            )
+            .await?;
+        self.note_own_change(node.fid, reply.status);
+        Ok(reply.status)
+    }
+
     /// The fileservers holding `fid`'s volume, in the order to try them.
     async fn servers_for(&self, cell: &str, fid: Fid) -> Result<(Vec<SocketAddr>, VolumeType)> {
         let loc = self.volume_by_id(cell, fid.volume).await?;

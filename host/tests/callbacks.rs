@@ -274,3 +274,40 @@ async fn cached_read(cache: &afs::cache::manager::CacheManager, path: &str) -> V
         .unwrap();
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dirty_pages_survive_a_third_party_change_and_win_at_flush() {
+    use afs::cache::manager::CacheManager;
+    use std::sync::Arc;
+
+    let _g = shared();
+    let client = Arc::new(client().await);
+    let cache = CacheManager::new(client.clone(), Default::default());
+    let path = unique_path("dirty");
+    let page = 4096;
+    write_all(&client, &path, &pattern(3 * page, 1))
+        .await
+        .unwrap();
+    assert_eq!(cached_read(&cache, &path).await, pattern(3 * page, 1));
+    // Our change to the middle page, not yet stored.
+    let ours = vec![0xAB; page];
+    let node = cache.write(&path, page as u64, &ours).await.unwrap();
+    // Meanwhile a third party rewrites the whole file.
+    let theirs = pattern(3 * page, 2);
+    afsio_write(&path, &theirs);
+    let mut expect = theirs.clone();
+    expect[page..2 * page].copy_from_slice(&ours);
+    assert_same(
+        "clean pages refetched, dirty page kept",
+        &cached_read(&cache, &path).await,
+        &expect,
+    );
+    let report = cache.flush(&node).await.unwrap();
+    assert_eq!(report.store_calls, 1);
+    assert_same(
+        "the server after our flush (last writer wins)",
+        &afsio_read(&path),
+        &expect,
+    );
+    client.remove(&path).await.unwrap();
+}

@@ -8,7 +8,12 @@
 
 use std::sync::Arc;
 
-use super::pages::{BoxError, BoxFuture, Fetched, Fetcher, PageError, PageStore, PageStoreConfig};
+use bytes::Bytes;
+
+use super::pages::{
+    BoxError, BoxFuture, Fetched, Fetcher, FlushReport, PageError, PageStore, PageStoreConfig,
+    Storer,
+};
 use super::validity::{StatusFetcher, Validator};
 use crate::client::{Client, Node};
 use crate::error::ErrorKind;
@@ -49,6 +54,33 @@ impl Fetcher for FsFetcher {
                 data,
                 data_version: reply.status.data_version(),
             })
+        })
+    }
+}
+
+/// Stores dirty ranges of one file with StoreData64, recording the new status as
+/// our own change.
+struct FsStorer {
+    client: Arc<Client>,
+    node: Node,
+}
+
+impl Storer for FsStorer {
+    fn store(
+        &self,
+        fid: Fid,
+        offset: u64,
+        data: Bytes,
+        file_len: u64,
+    ) -> BoxFuture<'_, Result<u64, BoxError>> {
+        Box::pin(async move {
+            debug_assert_eq!(fid, self.node.fid);
+            let status = self
+                .client
+                .store_range(&self.node, offset, data, file_len)
+                .await
+                .map_err(|e| Box::new(e) as BoxError)?;
+            Ok(status.data_version())
         })
     }
 }
@@ -112,10 +144,7 @@ impl CacheManager {
         }
         let node = self.revalidate(&node).await.map_err(|e| e.at(path))?;
         let len = node.status.length();
-        if self.pages.get(node.fid).is_none() {
-            let file = self.pages.open(node.fid, len).map_err(page_error)?;
-            file.note_data_version(node.status.data_version());
-        }
+        self.ensure_open(&node)?;
         let fetcher = Arc::new(FsFetcher {
             client: self.client.clone(),
             node: node.clone(),
@@ -136,6 +165,55 @@ impl CacheManager {
             offset += data.len() as u64;
         }
         Ok(node)
+    }
+}
+
+impl CacheManager {
+    /// Opens `node` in the page store (at its current length) if it is not yet.
+    fn ensure_open(&self, node: &Node) -> Result<()> {
+        if self.pages.get(node.fid).is_none() {
+            let file = self
+                .pages
+                .open(node.fid, node.status.length())
+                .map_err(page_error)?;
+            file.note_data_version(node.status.data_version());
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` of the file at `path` into the cache; the server
+    /// sees it at [`CacheManager::flush`]. Returns the file's node.
+    pub async fn write(&self, path: &str, offset: u64, data: &[u8]) -> Result<Node> {
+        let node = self.client.resolve(path).await?;
+        if node.status.file_type != FileType::File {
+            return Err(Error::local(ErrorKind::IsDirectory, "not a regular file").at(path));
+        }
+        let node = self.revalidate(&node).await.map_err(|e| e.at(path))?;
+        self.ensure_open(&node)?;
+        let fetcher = Arc::new(FsFetcher {
+            client: self.client.clone(),
+            node: node.clone(),
+        });
+        self.pages
+            .write(node.fid, offset, data, &fetcher)
+            .await
+            .map_err(|e| page_error(e).at(path))?;
+        Ok(node)
+    }
+
+    /// Stores the dirty pages of `node` (coalesced, large StoreData64 calls).
+    pub async fn flush(&self, node: &Node) -> Result<FlushReport> {
+        if self.pages.get(node.fid).is_none() {
+            return Ok(FlushReport::default());
+        }
+        let storer = FsStorer {
+            client: self.client.clone(),
+            node: node.clone(),
+        };
+        self.pages
+            .flush(node.fid, &storer)
+            .await
+            .map_err(page_error)
     }
 }
 
