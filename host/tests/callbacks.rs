@@ -311,3 +311,37 @@ async fn dirty_pages_survive_a_third_party_change_and_win_at_flush() {
     );
     client.remove(&path).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_file_larger_than_the_budget_stays_within_it() {
+    use afs::cache::manager::CacheManager;
+    use afs::cache::pages::PageStoreConfig;
+    use std::sync::Arc;
+
+    let _g = shared();
+    let client = Arc::new(client().await);
+    let budget = 8u64 << 20;
+    let config = PageStoreConfig {
+        budget_bytes: budget,
+        ..PageStoreConfig::default()
+    };
+    let cache = CacheManager::new(client.clone(), config);
+    let path = unique_path("budget");
+    let data = pattern(40 << 20, 9);
+    write_all(&client, &path, &data).await.unwrap();
+    let mut got = Vec::with_capacity(data.len());
+    let mut peak = 0;
+    cache
+        .read(&path, |c| {
+            got.extend_from_slice(c);
+            peak = peak.max(cache.pages().present_bytes());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_same("read larger than the budget", &got, &data);
+    assert!(peak <= budget, "cache held {peak} bytes, budget {budget}");
+    assert!(cache.pages().present_bytes() <= budget);
+    assert!(cache.pages().stats().snapshot().pages_evicted > 0);
+    client.remove(&path).await.unwrap();
+}

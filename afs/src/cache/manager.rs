@@ -149,7 +149,6 @@ impl CacheManager {
             client: self.client.clone(),
             node: node.clone(),
         });
-        let _hold = self.pages.hold(node.fid).map_err(page_error)?;
         let mut offset = 0;
         while offset < len {
             let n = READ_PIECE.min(len - offset);
