@@ -47,6 +47,9 @@ pub struct ClientConfig {
     /// How often servers we hold promises from are probed, so that one which
     /// restarted and forgot us is noticed while we are idle (None: never).
     pub probe_interval: Option<Duration>,
+    /// Trust no callback promise longer than this, whatever the server grants
+    /// (None: as granted). Bounds how long a partitioned client serves cached state.
+    pub max_promise: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -57,6 +60,7 @@ impl Default for ClientConfig {
             bind: "0.0.0.0:0".parse().expect("valid address"),
             rx: EndpointConfig::default(),
             probe_interval: Some(Duration::from_secs(45)),
+            max_promise: None,
         }
     }
 }
@@ -124,7 +128,9 @@ impl Client {
             .and_then(|text| parse_this_cell(&text).ok());
         let endpoint = Endpoint::bind(cfg.bind, cfg.rx).await?;
         let uuid = Uuid::random();
-        let validity: SharedValidity = Arc::default();
+        let validity: SharedValidity = Arc::new(std::sync::Mutex::new(Validity::with_max_promise(
+            cfg.max_promise,
+        )));
         let revoke = {
             let validity = validity.clone();
             Arc::new(move |event: &CallbackEvent| {

@@ -70,3 +70,63 @@ async fn stopped_fileserver_gives_clear_error_then_recovers() {
     assert_eq!(read_all(&client, &path).await.unwrap(), b"still here");
     client.remove(&path).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_longer_than_promises_leads_to_revalidation() {
+    use afs::cache::manager::CacheManager;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    struct LinkUp;
+    impl Drop for LinkUp {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(&cell().script)
+                .args(["link", "up"])
+                .output();
+        }
+    }
+    let _g = exclusive();
+    let _up = LinkUp;
+    let mut cfg = config();
+    cfg.max_promise = Some(Duration::from_secs(12));
+    cfg.probe_interval = None;
+    let client = Arc::new(Client::new(cfg).await.unwrap());
+    let cache = CacheManager::new(client.clone(), Default::default());
+    let path = unique_path("partition");
+    write_all(&client, &path, &pattern(10000, 1)).await.unwrap();
+    assert_eq!(cached(&cache, &path).await, pattern(10000, 1));
+    let node = client.resolve(&path).await.unwrap();
+    cell_sh(&["link", "down"]);
+    // The server cannot tell us of this change: its break does not get through.
+    afsio_write(&path, &pattern(10000, 2));
+    // Our promise (capped at 12 s, trusted until 10 s before) runs out meanwhile.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cell_sh(&["link", "up"]);
+    assert!(
+        client.check(node.fid) != afs::cache::validity::Check::Valid,
+        "an expired promise is not trusted"
+    );
+    let before = client.fs_stats().fetch_status.load(Ordering::Relaxed);
+    assert_eq!(
+        cached(&cache, &path).await,
+        pattern(10000, 2),
+        "the change made during the partition is seen"
+    );
+    assert!(
+        client.fs_stats().fetch_status.load(Ordering::Relaxed) > before,
+        "the file was revalidated"
+    );
+    client.remove(&path).await.unwrap();
+}
+
+async fn cached(cache: &afs::cache::manager::CacheManager, path: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    cache
+        .read(path, |c| {
+            out.extend_from_slice(c);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    out
+}

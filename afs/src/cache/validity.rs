@@ -77,6 +77,8 @@ struct FileRecord {
 /// The table of servers, volumes and files.
 #[derive(Debug, Default)]
 pub struct Validity {
+    /// Promises are trusted at most this long, whatever the server grants.
+    max_promise: Option<Duration>,
     server_epochs: HashMap<SocketAddr, u64>,
     volume_breaks: HashMap<u32, u64>,
     files: HashMap<Fid, FileRecord>,
@@ -85,6 +87,14 @@ pub struct Validity {
 impl Validity {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A table that trusts no promise longer than `max` (a server may grant hours).
+    pub fn with_max_promise(max: Option<Duration>) -> Self {
+        Self {
+            max_promise: max,
+            ..Self::default()
+        }
     }
 
     fn server_epoch(&self, server: SocketAddr) -> u64 {
@@ -145,6 +155,11 @@ impl Validity {
         self.files.get(&fid).map(|f| f.status)
     }
 
+    fn trusted_for(&self, granted_secs: u32) -> Duration {
+        let granted = Duration::from_secs(u64::from(granted_secs));
+        self.max_promise.map_or(granted, |max| granted.min(max))
+    }
+
     /// Records a status and the promise that came with it; says how the data changed.
     pub fn record(
         &mut self,
@@ -157,7 +172,7 @@ impl Validity {
         let promise = (callback.cb_type != CallBackType::Dropped && callback.expiration_time > 0)
             .then(|| Promise {
                 server,
-                expires: now + Duration::from_secs(u64::from(callback.expiration_time)),
+                expires: now + self.trusted_for(callback.expiration_time),
                 server_epoch: self.server_epoch(server),
                 volume_breaks: self.volume_breaks(fid.volume),
             });

@@ -212,3 +212,16 @@ fn revoked_promises_are_not_reported() {
     });
     assert!(t.promise(f).is_none());
 }
+
+#[test]
+fn promises_are_capped_by_the_client() {
+    let mut t = Validity::with_max_promise(Some(Duration::from_secs(30)));
+    let now = Instant::now();
+    let f = Fid::new(7, 2, 1);
+    t.record(f, server(1), status(1), &promise(7200), now);
+    assert_eq!(t.check(f, now + Duration::from_secs(19)), Check::Valid);
+    assert_eq!(
+        t.check(f, now + Duration::from_secs(21)),
+        Check::Invalid(Why::Expired)
+    );
+}
