@@ -345,3 +345,60 @@ async fn reading_a_file_larger_than_the_budget_stays_within_it() {
     assert!(cache.pages().stats().snapshot().pages_evicted > 0);
     client.remove(&path).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volume_wide_break_revalidates_every_cached_file_once() {
+    use afs::cache::manager::CacheManager;
+    use afs::proto::cb::CbRequest;
+    use afs::types::{CallBack, Fid};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    let _g = shared();
+    let client = Arc::new(client().await);
+    let cache = CacheManager::new(client.clone(), Default::default());
+    let paths: Vec<String> = (0..3).map(|i| unique_path(&format!("vol{i}"))).collect();
+    for (i, p) in paths.iter().enumerate() {
+        write_all(&client, p, &pattern(5000, i as u64))
+            .await
+            .unwrap();
+        cached_read(&cache, p).await;
+    }
+    let volume = client.resolve(&paths[0]).await.unwrap().fid.volume;
+    let stats = client.fs_stats();
+    let (status0, data0) = (
+        stats.fetch_status.load(Ordering::Relaxed),
+        stats.fetch_data.load(Ordering::Relaxed),
+    );
+    // Deliver a volume-wide break as a fileserver would: an Rx call to our
+    // callback service (OpenAFS sends these for read-only volumes).
+    let fileserver = rx::Endpoint::bind("0.0.0.0:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let break_all = CbRequest::CallBack {
+        fids: vec![Fid::new(volume, 0, 0)],
+        callbacks: vec![CallBack::default()],
+    };
+    let port = client.endpoint().local_addr().port();
+    let ours = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    fileserver
+        .make_call(ours, afs::callback::SERVICE, &break_all.encode())
+        .await
+        .unwrap();
+    for (i, p) in paths.iter().enumerate() {
+        assert_eq!(cached_read(&cache, p).await, pattern(5000, i as u64));
+    }
+    assert_eq!(
+        stats.fetch_status.load(Ordering::Relaxed) - status0,
+        4,
+        "one FetchStatus per cached file of the volume: the three files and their directory"
+    );
+    assert_eq!(
+        stats.fetch_data.load(Ordering::Relaxed),
+        data0,
+        "unchanged files are not fetched again"
+    );
+    for p in &paths {
+        client.remove(p).await.unwrap();
+    }
+}
