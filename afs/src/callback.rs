@@ -47,9 +47,13 @@ pub struct CallbackStats {
 }
 
 /// Answers RXAFSCB calls and publishes what they mean.
+/// Work to run once the reply to the server is on the wire.
+pub type AfterReply = Box<dyn FnOnce() + Send>;
+
 /// Runs on each break or reset *before* the reply goes out, to forget revoked
-/// promises; must be quick and must not call the server.
-pub type RevokeHook = Arc<dyn Fn(&CallbackEvent) + Send + Sync>;
+/// promises; must be quick and must not call the server. What it returns runs
+/// after the reply (telling others what was lost).
+pub type RevokeHook = Arc<dyn Fn(&CallbackEvent) -> Option<AfterReply> + Send + Sync>;
 
 pub struct CallbackService {
     identity: CmIdentity,
@@ -122,10 +126,8 @@ impl CallbackService {
         };
         trace!(peer = %call.peer, ?req, "callback request");
         let event = self.event_for(&req, call.peer, at);
-        if let Some(event) = &event {
-            // Forget revoked promises before answering; tell subscribers after.
-            (self.revoke)(event);
-        }
+        // Forget revoked promises before answering; tell subscribers after.
+        let then = event.as_ref().and_then(|e| (self.revoke)(e));
         let mut response = match p::respond(&req, &self.identity) {
             CbResponse::Reply(data) => Response::reply(data),
             CbResponse::Abort(code) => Response::abort(code),
@@ -133,6 +135,9 @@ impl CallbackService {
         if let Some(event) = event {
             let events = self.events.clone();
             response.after_reply = Some(Box::new(move || {
+                if let Some(then) = then {
+                    then();
+                }
                 // No subscriber is fine: nobody holds anything to invalidate.
                 let _ = events.send(event);
             }));
@@ -165,7 +170,7 @@ mod tests {
 
     #[test]
     fn break_is_published_after_reply() {
-        let svc = CallbackService::new(Uuid::random(), Arc::new(|_: &CallbackEvent| {}));
+        let svc = CallbackService::new(Uuid::random(), Arc::new(|_: &CallbackEvent| None));
         let mut rx = svc.subscribe();
         let fid = Fid::new(536870915, 2, 3);
         let req = CbRequest::CallBack {
@@ -184,7 +189,7 @@ mod tests {
 
     #[test]
     fn unknown_and_garbage_requests_abort() {
-        let svc = CallbackService::new(Uuid::random(), Arc::new(|_: &CallbackEvent| {}));
+        let svc = CallbackService::new(Uuid::random(), Arc::new(|_: &CallbackEvent| None));
         let resp = svc.handle(&incoming(&CbRequest::Unknown(9999)));
         assert_eq!(resp.reply, Err(rx::error::codes::RXGEN_OPCODE));
         let mut call = incoming(&CbRequest::Probe);
@@ -198,7 +203,7 @@ mod tests {
     #[test]
     fn identity_answers() {
         let uuid = Uuid::random();
-        let svc = CallbackService::new(uuid, Arc::new(|_: &CallbackEvent| {}));
+        let svc = CallbackService::new(uuid, Arc::new(|_: &CallbackEvent| None));
         let resp = svc.handle(&incoming(&CbRequest::TellMeAboutYourself));
         let body = resp.reply.unwrap();
         let (addr, caps) = p::decode_tell_me_about_yourself_reply(&body).unwrap();

@@ -16,7 +16,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::broadcast;
 use tracing::debug;
 
-use crate::cache::validity::{Check, SharedValidity, Validity};
+use crate::cache::validity::{Check, SharedValidity, Validity, Why};
 use crate::callback::{CallbackEvent, CallbackService, CallbackStats};
 use crate::cell::{parse_this_cell, CellConfig, CellPaths, CellServDb};
 use crate::dir::Directory;
@@ -78,6 +78,15 @@ pub struct Node {
     pub volume_type: VolumeType,
 }
 
+/// Files whose promises a break or reset revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromisesLost {
+    pub server: SocketAddr,
+    pub files: Vec<(Fid, Why)>,
+    /// When the callback arrived.
+    pub at: Instant,
+}
+
 /// One directory entry, with its status when it could be fetched.
 #[derive(Debug, Clone)]
 pub struct DirEntry {
@@ -101,6 +110,7 @@ pub struct Client {
     callbacks: Arc<CallbackService>,
     validity: SharedValidity,
     fs_stats: Arc<FsStats>,
+    lost: broadcast::Sender<PromisesLost>,
     /// Contents of directories and symlinks, with the data version they were read
     /// at: resolution reads them again only when they changed.
     contents: Mutex<HashMap<Fid, Versioned>>,
@@ -131,12 +141,24 @@ impl Client {
         let validity: SharedValidity = Arc::new(std::sync::Mutex::new(Validity::with_max_promise(
             cfg.max_promise,
         )));
+        let (lost_tx, _) = broadcast::channel(4096);
         let revoke = {
             let validity = validity.clone();
-            Arc::new(move |event: &CallbackEvent| {
-                let lost = lock(&validity).apply(event);
-                debug!(lost = lost.len(), "promises revoked");
-            })
+            let lost_tx: broadcast::Sender<PromisesLost> = lost_tx.clone();
+            Arc::new(
+                move |event: &CallbackEvent| -> Option<crate::callback::AfterReply> {
+                    let files = lock(&validity).apply(event);
+                    debug!(lost = files.len(), "promises revoked");
+                    let (server, at) = match event {
+                        CallbackEvent::Broken { server, at, .. }
+                        | CallbackEvent::ServerReset { server, at } => (*server, *at),
+                    };
+                    let lost_tx = lost_tx.clone();
+                    Some(Box::new(move || {
+                        let _ = lost_tx.send(PromisesLost { server, files, at });
+                    }))
+                },
+            )
         };
         let callbacks = Arc::new(CallbackService::new(uuid, revoke));
         endpoint.register_service(crate::callback::SERVICE, callbacks.clone());
@@ -154,6 +176,7 @@ impl Client {
             callbacks,
             validity,
             fs_stats: Arc::default(),
+            lost: lost_tx,
             contents: Mutex::default(),
             uuid,
             prober,
@@ -171,6 +194,12 @@ impl Client {
     /// The cell named by ThisCell, if configured.
     pub fn this_cell(&self) -> Option<&str> {
         self.this_cell.as_deref()
+    }
+
+    /// The cached files each break or reset invalidated, and why; sent after the
+    /// reply to the server. This is what a layer holding mappings listens to.
+    pub fn subscribe_lost(&self) -> broadcast::Receiver<PromisesLost> {
+        self.lost.subscribe()
     }
 
     /// Callback breaks and server resets as they arrive.

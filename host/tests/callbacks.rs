@@ -42,6 +42,7 @@ async fn afsio_change_breaks_our_promise() {
         "FetchStatus gave a promise"
     );
     let mut events = client.subscribe();
+    let mut lost = client.subscribe_lost();
     afsio_write(&path, b"after!");
     let ev = next_event(
         &mut events,
@@ -52,6 +53,17 @@ async fn afsio_change_breaks_our_promise() {
     assert!(
         client.promise(node.fid).is_none(),
         "the break revoked the promise"
+    );
+    // The cache layer hears which cached files lost their promise, and why.
+    let gone = tokio::time::timeout(SHORT, lost.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gone.server, node.server);
+    assert!(
+        gone.files
+            .contains(&(node.fid, afs::cache::validity::Why::Broken)),
+        "{gone:?}"
     );
     assert_eq!(read_all(&client, &path).await.unwrap(), b"after!");
     client.remove(&path).await.unwrap();
