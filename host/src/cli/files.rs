@@ -90,6 +90,8 @@ pub async fn cat(client: &Arc<Client>, paths: &[String]) -> Result<()> {
             r => r?,
         }
     }
+    // Shown with -v: what the cache served and what it had to fetch.
+    tracing::info!(pages = ?cache.pages().stats().snapshot(), "page store");
     Ok(())
 }
 
