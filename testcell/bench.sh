@@ -1,50 +1,167 @@
 #!/usr/bin/env bash
-# Protocol benchmark: write and read the same 100 MiB file with afs-wasm and with
-# OpenAFS's afsio on the local test cell, and print MB/s and ratios.
-# Usage: testcell/bench.sh [MiB] [rounds]
+# Protocol benchmark on the local test cell; one run, figures on stdout.
+#  - throughput: write and read the same 100 MiB file with afs-wasm and with OpenAFS's
+#    afsio, MB/s and ratios;
+#  - latency: change notification, from OpenAFS's afsio write returning to `afs-wasm
+#    watch` reporting the change (p50/p99/max over BENCH_CHANGES changes), and the delay
+#    the watch itself reports (callback break arrival -> report).
+# Usage: [BENCH=all|throughput|latency] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-100}
 rounds=${2:-3}
+section=${BENCH:-all}
+changes=${BENCH_CHANGES:-100}
+die() { echo "bench: $*" >&2; exit 1; }
+case $section in all | throughput | latency) ;; *) die "BENCH must be all, throughput or latency" ;; esac
+[[ $changes =~ ^[1-9][0-9]*$ ]] || die "BENCH_CHANGES must be a positive number"
 testcell/cell.sh up >&2
 # afsio crosses the same veth as afs-wasm, not the namespace's loopback.
 export AFSIO_NET=host
-set -a; . "$(testcell/cell.sh env)"; set +a
+set -a
+# shellcheck source=/dev/null
+. "$(testcell/cell.sh env)"
+set +a
 cargo build --release -q -p afs-wasm-host
 afs=(target/release/afs-wasm --cellservdb "$AFS_CELLSERVDB" --thiscell "$AFS_THISCELL")
-work="$AFS_TESTCELL_RUN/tmp/bench"
+work="$AFS_TESTCELL_RUN/tmp/bench.$$"
 mkdir -p "$work"
-src="$work/data"
-head -c $((mib << 20)) /dev/urandom > "$src"
-want=$(md5sum < "$src")
-path="$AFS_TEST_DIR/bench-$mib"
-"${afs[@]}" put /dev/null "$path"
 
-secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-check() { # who: the file's md5 after their write must be the source's
-    [[ $("${afs[@]}" cat "$path" | md5sum) == "$want" ]] || { echo "bench: $1 stored wrong bytes" >&2; exit 1; }
-    [[ $(testcell/cell.sh afsio read -file "$path" | md5sum) == "$want" ]] || { echo "bench: afsio read wrong bytes after $1" >&2; exit 1; }
+# On any exit: stop the watch, remove what we made in AFS and locally.
+watch_pid=
+afs_paths=()
+cleanup() {
+    if [[ -n $watch_pid ]]; then kill "$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; fi
+    if ((${#afs_paths[@]})); then "${afs[@]}" rm "${afs_paths[@]}" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+throughput() {
+    local src="$work/data" want path="$AFS_TEST_DIR/bench-$mib" r
+    head -c $((mib << 20)) /dev/urandom > "$src"
+    want=$(md5sum < "$src")
+    "${afs[@]}" put /dev/null "$path"
+    afs_paths+=("$path")
+
+    secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+    median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+    check() { # who: the file's md5 after their write must be the source's
+        [[ $("${afs[@]}" cat "$path" | md5sum) == "$want" ]] || die "$1 stored wrong bytes"
+        [[ $(testcell/cell.sh afsio read -file "$path" | md5sum) == "$want" ]] || die "afsio read wrong bytes after $1"
+    }
+
+    declare -A t
+    for ((r = 0; r < rounds; r++)); do
+        t[ours_w]+="$(secs "${afs[@]}" put "$src" "$path")"$'\n'
+        check afs-wasm
+        t[ours_r]+="$(secs "${afs[@]}" cat "$path")"$'\n'
+        # afsio cannot truncate (its appends would land after the old end): empty the
+        # file first, untimed.
+        "${afs[@]}" put /dev/null "$path"
+        t[afsio_w]+="$(secs testcell/cell.sh afsio-put "$src" "$path" -force)"$'\n'
+        check afsio
+        t[afsio_r]+="$(secs testcell/cell.sh afsio read -file "$path")"$'\n'
+    done
+    rm -f "$src"
+
+    rate() { echo "scale=1; $mib * 1048576 / $(printf '%s' "${t[$1]}" | median) / 1000000" | bc -l; }
+    local ow orr aw ar
+    ow=$(rate ours_w); orr=$(rate ours_r); aw=$(rate afsio_w); ar=$(rate afsio_r)
+    printf '%s MiB file, median of %s rounds, whole-process times, md5-verified\n' "$mib" "$rounds"
+    printf '%-10s %12s %12s\n' "" "write MB/s" "read MB/s"
+    printf '%-10s %12s %12s\n' afs-wasm "$ow" "$orr" afsio "$aw" "$ar"
+    printf '%-10s %11.2fx %11.2fx\n' ratio "$(echo "$ow / $aw" | bc -l)" "$(echo "$orr / $ar" | bc -l)"
 }
 
-declare -A t
-for ((r = 0; r < rounds; r++)); do
-    t[ours_w]+="$(secs "${afs[@]}" put "$src" "$path")"$'\n'
-    check afs-wasm
-    t[ours_r]+="$(secs "${afs[@]}" cat "$path")"$'\n'
-    # afsio cannot truncate (its appends would land after the old end): empty the
-    # file first, untimed.
-    "${afs[@]}" put /dev/null "$path"
-    t[afsio_w]+="$(secs testcell/cell.sh afsio-put "$src" "$path" -force)"$'\n'
-    check afsio
-    t[afsio_r]+="$(secs testcell/cell.sh afsio read -file "$path")"$'\n'
-done
-"${afs[@]}" rm "$path"
-rm -rf "$work"
+now_us() { printf '%s\n' "${EPOCHREALTIME//[!0-9]/}"; } # wall clock, unix microseconds, no fork
 
-rate() { echo "scale=1; $mib * 1048576 / $(printf '%s' "${t[$1]}" | median) / 1000000" | bc -l; }
-ow=$(rate ours_w); orr=$(rate ours_r); aw=$(rate afsio_w); ar=$(rate afsio_r)
-printf '%s MiB file, median of %s rounds, whole-process times, md5-verified\n' "$mib" "$rounds"
-printf '%-10s %12s %12s\n' "" "write MB/s" "read MB/s"
-printf '%-10s %12s %12s\n' afs-wasm "$ow" "$orr" afsio "$aw" "$ar"
-printf '%-10s %11.2fx %11.2fx\n' ratio "$(echo "$ow / $aw" | bc -l)" "$(echo "$orr / $ar" | bc -l)"
+# Change-notification latency. `afs-wasm watch --timestamps` holds a callback promise on
+# a small file and prints each change with the wall-clock time of its report; afsio
+# overwrites the file (same length, new bytes) BENCH_CHANGES times, 100 ms apart, and we
+# note the time right after each afsio-put returns. The i-th report is the i-th write's
+# (we wait for it before the next write, and check that the data version moves by one
+# per report). afsio-put first probes with an empty append: that breaks the callback too
+# but does not move the data version, so the watch prints nothing for it.
+latency() {
+    local path="$AFS_TEST_DIR/bench-latency-$$" v="$work/v" out="$work/watch.out" err="$work/watch.err"
+    local i
+    printf 'change %08d\n' 0 > "$v"
+    "${afs[@]}" put "$v" "$path"
+    afs_paths+=("$path")
+    # The watch stops by itself after $changes reports; timeout is only a backstop.
+    timeout $((changes + 60)) "${afs[@]}" watch --timestamps --count "$changes" "$path" \
+        > "$out" 2> "$err" &
+    watch_pid=$!
+    wait_for 'the watch to start ("watching" on stderr)' 10 grep -q '^watching' "$err"
+    : > "$work/started"; : > "$work/returned"
+    for ((i = 1; i <= changes; i++)); do
+        printf 'change %08d\n' "$i" > "$v"
+        now_us >> "$work/started"
+        testcell/cell.sh afsio-put "$v" "$path" -force ||
+            die "afsio-put of change $i/$changes failed (is someone restarting the fileserver?)"
+        now_us >> "$work/returned"
+        wait_for "report of change $i/$changes" 5 has_lines "$out" "$i"
+        sleep 0.1
+    done
+    local rc=0
+    wait "$watch_pid" || rc=$?
+    watch_pid=
+    ((rc == 0)) || { cat "$err" >&2; die "the watch exited with status $rc"; }
+    [[ $("${afs[@]}" cat "$path") == "change $(printf %08d "$changes")" ]] ||
+        die "afs-wasm cat does not return afsio's last write"
+    python3 - "$out" "$work/started" "$work/returned" "$changes" <<'PY'
+import math, re, sys
+out, started, returned, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+line_re = re.compile(r" dv=(\d+) length=(\d+) delay=(\S+) at=(\d+)$")
+reports = [line_re.search(l.rstrip("\n")) for l in open(out)]
+rets = [int(x) for x in open(returned).read().split()]
+starts = [int(x) for x in open(started).read().split()]
+if len(reports) != n or len(rets) != n or len(starts) != n or not all(reports):
+    sys.exit(f"bench: {len(reports)} report lines, {len(rets)} writes, want {n} well-formed each")
+dvs = [int(m[1]) for m in reports]
+if any(b != a + 1 for a, b in zip(dvs, dvs[1:])):
+    sys.exit(f"bench: data versions do not move by one per report: {dvs}")
+lat = sorted((int(m[4]) - r) / 1000 for m, r in zip(reports, rets))
+own = sorted(float(m[3].removesuffix("ms")) for m in reports if m[3] != "-")
+
+def pct(v, p):  # nearest rank
+    return v[max(0, math.ceil(p / 100 * len(v)) - 1)]
+
+def row(name, v):
+    print(f"  {name:<38} {pct(v, 50):8.2f} {pct(v, 99):8.2f} {v[-1]:8.2f} {v[0]:8.2f}")
+
+print(f"change notification, {n} afsio writes of {reports[0][2]} bytes, 100 ms apart (ms; p = nearest rank)")
+print(f"  {'':<38} {'p50':>8} {'p99':>8} {'max':>8} {'min':>8}")
+row("afsio-put returns -> watch reports", lat)
+if own:
+    row(f"break arrives -> watch reports ({len(own)})", own)
+row("afsio-put's duration (for scale)", sorted((r - s) / 1000 for s, r in zip(starts, rets)))
+neg = sum(1 for x in lat if x < 0)
+if neg:
+    print(f"  {neg} of {n} negative: reported before afsio-put (the cell.sh script around afsio) had returned")
+print(f"  target p99 < 20 ms: {'met' if pct(lat, 99) < 20 else 'NOT met'}")
+PY
+}
+
+has_lines() { (($(wc -l < "$1") >= $2)); } # FILE N: FILE has at least N complete lines
+
+wait_for() { # WHAT SECONDS CMD...: poll CMD every 10 ms; fail if the watch dies or time runs out
+    local what=$1 end=$((EPOCHSECONDS + $2)) secs=$2
+    shift 2
+    until "$@"; do
+        if ! kill -0 "$watch_pid" 2>/dev/null; then
+            "$@" && return 0
+            cat "$work/watch.err" >&2
+            die "the watch exited before $what"
+        fi
+        ((EPOCHSECONDS <= end)) || die "no $what within ${secs} s"
+        sleep 0.01
+    done
+}
+
+case $section in
+    all) throughput; echo; latency ;;
+    throughput) throughput ;;
+    latency) latency ;;
+esac

@@ -69,6 +69,9 @@ pub enum Command {
         /// Stop after this many changes.
         #[arg(long)]
         count: Option<u64>,
+        /// End each line with ` at=<unix microseconds>`, the wall-clock time of the report.
+        #[arg(long)]
+        timestamps: bool,
     },
 }
 
@@ -134,7 +137,16 @@ pub async fn run(args: Args) -> Result<()> {
             client.symlink(&abs(path)?, target).await?;
             Ok(())
         }
-        Command::Watch { paths, count } => watch::watch(&client, &map(paths, abs)?, *count).await,
+        Command::Watch {
+            paths,
+            count,
+            timestamps,
+        } => {
+            let format = watch::Format {
+                timestamps: *timestamps,
+            };
+            watch::watch(&client, &map(paths, abs)?, *count, format).await
+        }
     };
     if args.verbose > 0 {
         files::print_stats(&client);

@@ -2,10 +2,15 @@
 //!
 //! A break (or a server reset) makes us fetch the file's status again, which also
 //! renews the promise; a line is printed only when the data version moved.
+//!
+//! Each line is `PATH dv=N length=N delay=D`, where `delay` is the time from the
+//! break's arrival to the report (`-` for a change found at a renewal); with
+//! `--timestamps` it ends with ` at=T`, the wall-clock time of the report in
+//! microseconds since the Unix epoch (for latency measurements against other clocks).
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use afs::cache::validity::{Check, EXPIRY_MARGIN};
 use afs::callback::CallbackEvent;
@@ -19,7 +24,19 @@ struct Watched {
     node: Node,
 }
 
-pub async fn watch(client: &Client, paths: &[String], count: Option<u64>) -> Result<()> {
+/// How each report line looks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Format {
+    /// Append ` at=<unix microseconds>` (wall clock when the line is written).
+    pub timestamps: bool,
+}
+
+pub async fn watch(
+    client: &Client,
+    paths: &[String],
+    count: Option<u64>,
+    format: Format,
+) -> Result<()> {
     let mut events = client.subscribe();
     let mut files: HashMap<Fid, Watched> = HashMap::new();
     for p in paths {
@@ -44,7 +61,7 @@ pub async fn watch(client: &Client, paths: &[String], count: Option<u64>) -> Res
                 let due: Vec<Fid> = files.keys().copied()
                     .filter(|f| client.check(*f) != Check::Valid)
                     .collect();
-                changes += recheck(client, &mut files, &due, None, &mut out).await?;
+                changes += recheck(client, &mut files, &due, None, format, &mut out).await?;
                 if count.is_some_and(|c| changes >= c) { return Ok(()); }
                 continue;
             }
@@ -73,7 +90,7 @@ pub async fn watch(client: &Client, paths: &[String], count: Option<u64>) -> Res
             Err(RecvError::Lagged(_)) => (files.keys().copied().collect(), Instant::now()),
             Err(RecvError::Closed) => return Ok(()),
         };
-        changes += recheck(client, &mut files, &affected, Some(at), &mut out).await?;
+        changes += recheck(client, &mut files, &affected, Some(at), format, &mut out).await?;
         if count.is_some_and(|c| changes >= c) {
             return Ok(());
         }
@@ -100,6 +117,7 @@ async fn recheck(
     files: &mut HashMap<Fid, Watched>,
     fids: &[Fid],
     broke_at: Option<Instant>,
+    format: Format,
     out: &mut impl Write,
 ) -> Result<u64> {
     let mut changed = 0;
@@ -122,7 +140,7 @@ async fn recheck(
             let delay = broke_at.map_or(String::from("-"), |t| {
                 format!("{:.1}ms", t.elapsed().as_secs_f64() * 1e3)
             });
-            writeln!(
+            write!(
                 out,
                 "{} dv={} length={} delay={}",
                 w.path,
@@ -130,8 +148,19 @@ async fn recheck(
                 w.node.status.length(),
                 delay
             )?;
+            if format.timestamps {
+                write!(out, " at={}", unix_micros())?;
+            }
+            writeln!(out)?;
             out.flush()?;
         }
     }
     Ok(changed)
+}
+
+/// Wall-clock time in microseconds since the Unix epoch (0 if the clock is before it).
+fn unix_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
 }
