@@ -63,6 +63,13 @@ throughput() {
         check afsio
         t[afsio_r]+="$(secs testcell/cell.sh afsio read -file "$path")"$'\n'
     done
+    # The page cache: one process reads the file twice; -v logs each read's time
+    # and the bytes fetched from the fileserver.
+    local log refetched first_s cached_s
+    log=$(NO_COLOR=1 "${afs[@]}" -v cat "$path" "$path" 2>&1 >/dev/null | sed 's/\x1b\[[0-9;]*m//g')
+    refetched=$(sed -n 's/.*FetchData [0-9]* (\([0-9]*\) bytes).*/\1/p' <<<"$log")
+    first_s=$(grep ' read ' <<<"$log" | sed -n '1s/.*secs=\([0-9.e-]*\).*/\1/p')
+    cached_s=$(grep ' read ' <<<"$log" | sed -n '2s/.*secs=\([0-9.e-]*\).*/\1/p')
     rm -f "$src"
 
     rate() { echo "scale=1; $mib * 1048576 / $(printf '%s' "${t[$1]}" | median) / 1000000" | bc -l; }
@@ -72,6 +79,11 @@ throughput() {
     printf '%-10s %12s %12s\n' "" "write MB/s" "read MB/s"
     printf '%-10s %12s %12s\n' afs-wasm "$ow" "$orr" afsio "$aw" "$ar"
     printf '%-10s %11.2fx %11.2fx\n' ratio "$(echo "$ow / $aw" | bc -l)" "$(echo "$orr / $ar" | bc -l)"
+    printf '\npage cache, one process reading the file twice (in-process times):\n'
+    printf '  first read %s MB/s, cached re-read %s MB/s; bytes fetched for both: %s (file: %s)\n' \
+        "$(printf '%.1f' "$(echo "$mib * 1048576 / $first_s / 1000000" | bc -l)")" \
+        "$(printf '%.1f' "$(echo "$mib * 1048576 / $cached_s / 1000000" | bc -l)")" \
+        "$refetched" "$((mib << 20))"
 }
 
 now_us() { printf '%s\n' "${EPOCHREALTIME//[!0-9]/}"; } # wall clock, unix microseconds, no fork

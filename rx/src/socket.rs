@@ -7,7 +7,7 @@
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -108,12 +108,26 @@ impl RxSocket {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             };
-            let mut batch = Vec::with_capacity(n);
+            // One allocation for the whole batch, sliced per datagram: a packet's
+            // payload then costs no allocation of its own.
+            let total: usize = b.metas.iter().take(n).map(|m| m.len).sum();
+            let mut all = BytesMut::with_capacity(total);
             for (meta, buf) in b.metas.iter().zip(slices.iter()).take(n) {
+                all.extend_from_slice(&buf[..meta.len]);
+            }
+            let all = all.freeze();
+            let mut batch = Vec::with_capacity(n);
+            let mut at = 0;
+            for meta in b.metas.iter().take(n) {
                 // A GRO buffer holds several datagrams of `stride` bytes each.
-                for chunk in buf[..meta.len].chunks(meta.stride.max(1)) {
-                    batch.push((Bytes::copy_from_slice(chunk), meta.addr));
+                let stride = meta.stride.max(1);
+                let mut off = 0;
+                while off < meta.len {
+                    let len = stride.min(meta.len - off);
+                    batch.push((all.slice(at + off..at + off + len), meta.addr));
+                    off += len;
                 }
+                at += meta.len;
             }
             return Ok(batch);
         }

@@ -149,19 +149,24 @@ impl CacheManager {
             client: self.client.clone(),
             node: node.clone(),
         });
+        let file = self
+            .pages
+            .get(node.fid)
+            .ok_or_else(|| page_error(PageError::NotOpen(node.fid)))?;
+        // One buffer for the whole read: a fresh one per piece would cost a page
+        // fault and a zeroed page for every 4 KiB read.
+        let mut buf = vec![0u8; READ_PIECE.min(len) as usize];
         let mut offset = 0;
         while offset < len {
-            let n = READ_PIECE.min(len - offset);
-            let data = self
-                .pages
-                .read(node.fid, offset, n, &fetcher)
+            let n = file
+                .read_at(offset, &mut buf, &fetcher)
                 .await
                 .map_err(|e| page_error(e).at(path))?;
-            if data.is_empty() {
+            if n == 0 {
                 break;
             }
-            sink(&data)?;
-            offset += data.len() as u64;
+            sink(&buf[..n])?;
+            offset += n as u64;
         }
         Ok(node)
     }

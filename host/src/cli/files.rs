@@ -79,8 +79,13 @@ pub async fn cat(client: &Arc<Client>, paths: &[String]) -> Result<()> {
     let stdout = std::io::stdout();
     for p in paths {
         let mut out = stdout.lock();
+        let start = std::time::Instant::now();
+        let mut bytes = 0u64;
         let done = cache
-            .read(p, |chunk| out.write_all(chunk))
+            .read(p, |chunk| {
+                bytes += chunk.len() as u64;
+                out.write_all(chunk)
+            })
             .await
             .map(drop)
             .and_then(|()| out.flush().map_err(afs::rpc::Error::Io));
@@ -89,6 +94,8 @@ pub async fn cat(client: &Arc<Client>, paths: &[String]) -> Result<()> {
             Err(e) if is_broken_pipe(&e) => return Ok(()),
             r => r?,
         }
+        let secs = start.elapsed().as_secs_f64();
+        tracing::info!(path = %p, bytes, secs, "read");
     }
     // Shown with -v: what the cache served and what it had to fetch.
     tracing::info!(pages = ?cache.pages().stats().snapshot(), "page store");

@@ -327,18 +327,27 @@ impl FileCache {
         base: u64,
         bytes: Range<u64>,
     ) -> Result<(), PageError> {
+        // Segments are single Rx packets (~1.4 KiB): gather the contiguous slices and
+        // write them with pwritev, not one system call each.
         let mut at = base;
+        let mut start = None;
+        let mut slices: Vec<&[u8]> = Vec::new();
         for seg in segments {
             let seg_end = at + seg.len() as u64;
             let (from, to) = (at.max(bytes.start), seg_end.min(bytes.end));
             if from < to {
-                let slice = &seg[usize::try_from(from - at).unwrap_or(0)
-                    ..usize::try_from(to - at).unwrap_or(0)];
-                self.pwrite(from, slice)?;
+                start.get_or_insert(from);
+                slices.push(
+                    &seg[usize::try_from(from - at).unwrap_or(0)
+                        ..usize::try_from(to - at).unwrap_or(0)],
+                );
             }
             at = seg_end;
         }
-        Ok(())
+        match start {
+            Some(offset) => self.pwrite_all(offset, &slices),
+            None => Ok(()),
+        }
     }
 
     /// Forget flight `id` of `chunk` (it ended, or its task went away).

@@ -285,6 +285,35 @@ impl FileCache {
             .map_err(|e| PageError::io(self.fid, e))
     }
 
+    /// Writes contiguous `slices` at `offset`, many per system call (pwritev).
+    pub(super) fn pwrite_all(&self, mut offset: u64, slices: &[&[u8]]) -> Result<(), PageError> {
+        /// Slices per call: Linux's IOV_MAX.
+        const BATCH: usize = 1024;
+        for batch in slices.chunks(BATCH) {
+            let total: usize = batch.iter().map(|s| s.len()).sum();
+            let iov: Vec<std::io::IoSlice<'_>> =
+                batch.iter().map(|s| std::io::IoSlice::new(s)).collect();
+            let written = rustix::io::pwritev(&self.memfd, &iov, offset)
+                .map_err(|e| PageError::io(self.fid, e.into()))?;
+            if written < total {
+                // Short write (rare for a memfd): finish the rest one slice at a time.
+                let mut skip = written;
+                let mut at = offset + written as u64;
+                for s in batch {
+                    if skip >= s.len() {
+                        skip -= s.len();
+                        continue;
+                    }
+                    self.pwrite(at, &s[skip..])?;
+                    at += (s.len() - skip) as u64;
+                    skip = 0;
+                }
+            }
+            offset += total as u64;
+        }
+        Ok(())
+    }
+
     /// Free the memory of whole pages, keeping the memfd's size: they read as zeros.
     fn punch(&self, pages: &std::ops::Range<u64>) -> Result<(), PageError> {
         let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
