@@ -275,18 +275,6 @@ async fn cached_reads_follow_twenty_third_party_changes() {
     client.remove(&path).await.unwrap();
 }
 
-async fn cached_read(cache: &afs::cache::manager::CacheManager, path: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    cache
-        .read(path, |c| {
-            out.extend_from_slice(c);
-            Ok(())
-        })
-        .await
-        .unwrap();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dirty_pages_survive_a_third_party_change_and_win_at_flush() {
     use afs::cache::manager::CacheManager;

@@ -94,7 +94,7 @@ async fn partition_longer_than_promises_leads_to_revalidation() {
     let cache = CacheManager::new(client.clone(), Default::default());
     let path = unique_path("partition");
     write_all(&client, &path, &pattern(10000, 1)).await.unwrap();
-    assert_eq!(cached(&cache, &path).await, pattern(10000, 1));
+    assert_eq!(cached_read(&cache, &path).await, pattern(10000, 1));
     let node = client.resolve(&path).await.unwrap();
     cell_sh(&["link", "down"]);
     // The server cannot tell us of this change: its break does not get through.
@@ -108,7 +108,7 @@ async fn partition_longer_than_promises_leads_to_revalidation() {
     );
     let before = client.fs_stats().fetch_status.load(Ordering::Relaxed);
     assert_eq!(
-        cached(&cache, &path).await,
+        cached_read(&cache, &path).await,
         pattern(10000, 2),
         "the change made during the partition is seen"
     );
@@ -117,16 +117,4 @@ async fn partition_longer_than_promises_leads_to_revalidation() {
         "the file was revalidated"
     );
     client.remove(&path).await.unwrap();
-}
-
-async fn cached(cache: &afs::cache::manager::CacheManager, path: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    cache
-        .read(path, |c| {
-            out.extend_from_slice(c);
-            Ok(())
-        })
-        .await
-        .unwrap();
-    out
 }

@@ -189,3 +189,16 @@ pub fn assert_same(what: &str, got: &[u8], want: &[u8]) {
 }
 
 pub const SHORT: Duration = Duration::from_secs(20);
+
+/// Reads a whole file through a cache manager.
+pub async fn cached_read(cache: &afs::cache::manager::CacheManager, path: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    cache
+        .read(path, |c| {
+            out.extend_from_slice(c);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    out
+}
