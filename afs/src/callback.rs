@@ -32,9 +32,14 @@ pub enum CallbackEvent {
         fids: Vec<Fid>,
         at: Instant,
     },
-    /// The server forgot every promise it gave us (it restarted, or lost its
-    /// record of us) and asked us to start afresh.
-    ServerReset { server: SocketAddr, at: Instant },
+    /// The server forgot every promise it gave us (it restarted, lost its record
+    /// of us, or takes us for another client) and asked us to start afresh. `uuid`
+    /// is the server's own, when it said (InitCallBackState3).
+    ServerReset {
+        server: SocketAddr,
+        uuid: Option<Uuid>,
+        at: Instant,
+    },
 }
 
 /// Counters of the callback service.
@@ -105,7 +110,23 @@ impl CallbackService {
             }
             CbRequest::InitCallBackState | CbRequest::InitCallBackState3 { .. } => {
                 self.stats.resets.fetch_add(1, Ordering::Relaxed);
-                Some(CallbackEvent::ServerReset { server, at })
+                let uuid = match req {
+                    CbRequest::InitCallBackState3 { server_uuid } => Some(*server_uuid),
+                    _ => None,
+                };
+                Some(CallbackEvent::ServerReset { server, uuid, at })
+            }
+            // The server takes us for another client: it will not honour what it
+            // promised "us", so neither may we.
+            CbRequest::ProbeUuid { client_uuid }
+                if *client_uuid != self.identity.interfaces.uuid =>
+            {
+                self.stats.resets.fetch_add(1, Ordering::Relaxed);
+                Some(CallbackEvent::ServerReset {
+                    server,
+                    uuid: None,
+                    at,
+                })
             }
             CbRequest::Probe | CbRequest::ProbeUuid { .. } => {
                 self.stats.probes.fetch_add(1, Ordering::Relaxed);
@@ -198,6 +219,24 @@ mod tests {
             svc.handle(&call).reply,
             Err(rx::error::codes::RXGEN_SS_UNMARSHAL)
         );
+    }
+
+    #[test]
+    fn probe_for_another_uuid_is_a_reset() {
+        let uuid = Uuid::random();
+        let svc = CallbackService::new(uuid, Arc::new(|_: &CallbackEvent| None));
+        let mut rx = svc.subscribe();
+        let ours = svc.handle(&incoming(&CbRequest::ProbeUuid { client_uuid: uuid }));
+        (ours.after_reply.unwrap_or_else(|| Box::new(|| {})))();
+        assert!(rx.try_recv().is_err(), "our own UUID: nothing lost");
+        let other = svc.handle(&incoming(&CbRequest::ProbeUuid {
+            client_uuid: Uuid::random(),
+        }));
+        (other.after_reply.unwrap())();
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            CallbackEvent::ServerReset { .. }
+        ));
     }
 
     #[test]

@@ -78,6 +78,21 @@ pub struct Node {
     pub volume_type: VolumeType,
 }
 
+/// What we know of a fileserver's identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Its UUID, as it told us in InitCallBackState3.
+    pub uuid: Option<Uuid>,
+    /// Its capabilities, from the last probe.
+    pub capabilities: Option<crate::types::Capabilities>,
+}
+
+type Servers = Arc<Mutex<HashMap<SocketAddr, ServerInfo>>>;
+
+fn lock_servers(s: &Servers) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, ServerInfo>> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Files whose promises a break or reset revoked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromisesLost {
@@ -110,6 +125,7 @@ pub struct Client {
     callbacks: Arc<CallbackService>,
     validity: SharedValidity,
     fs_stats: Arc<FsStats>,
+    servers: Servers,
     lost: broadcast::Sender<PromisesLost>,
     /// Contents of directories and symlinks, with the data version they were read
     /// at: resolution reads them again only when they changed.
@@ -142,16 +158,24 @@ impl Client {
             cfg.max_promise,
         )));
         let (lost_tx, _) = broadcast::channel(4096);
+        let servers: Servers = Arc::default();
         let revoke = {
             let validity = validity.clone();
+            let servers = servers.clone();
             let lost_tx: broadcast::Sender<PromisesLost> = lost_tx.clone();
             Arc::new(
                 move |event: &CallbackEvent| -> Option<crate::callback::AfterReply> {
                     let files = lock(&validity).apply(event);
                     debug!(lost = files.len(), "promises revoked");
                     let (server, at) = match event {
-                        CallbackEvent::Broken { server, at, .. }
-                        | CallbackEvent::ServerReset { server, at } => (*server, *at),
+                        CallbackEvent::Broken { server, at, .. } => (*server, *at),
+                        CallbackEvent::ServerReset { server, uuid, at } => {
+                            if let Some(uuid) = uuid {
+                                lock_servers(&servers).entry(*server).or_default().uuid =
+                                    Some(*uuid);
+                            }
+                            (*server, *at)
+                        }
                     };
                     let lost_tx = lost_tx.clone();
                     Some(Box::new(move || {
@@ -162,9 +186,14 @@ impl Client {
         };
         let callbacks = Arc::new(CallbackService::new(uuid, revoke));
         endpoint.register_service(crate::callback::SERVICE, callbacks.clone());
-        let prober = cfg
-            .probe_interval
-            .map(|every| tokio::spawn(probe_servers(endpoint.clone(), validity.clone(), every)));
+        let prober = cfg.probe_interval.map(|every| {
+            tokio::spawn(probe_servers(
+                endpoint.clone(),
+                validity.clone(),
+                servers.clone(),
+                every,
+            ))
+        });
         debug!(local = %endpoint.local_addr(), "AFS client up");
         Ok(Self {
             endpoint,
@@ -176,6 +205,7 @@ impl Client {
             callbacks,
             validity,
             fs_stats: Arc::default(),
+            servers: servers.clone(),
             lost: lost_tx,
             contents: Mutex::default(),
             uuid,
@@ -200,6 +230,11 @@ impl Client {
     /// reply to the server. This is what a layer holding mappings listens to.
     pub fn subscribe_lost(&self) -> broadcast::Receiver<PromisesLost> {
         self.lost.subscribe()
+    }
+
+    /// What we know of the fileserver at `server`.
+    pub fn server_info(&self, server: SocketAddr) -> Option<ServerInfo> {
+        lock_servers(&self.servers).get(&server).cloned()
     }
 
     /// Callback breaks and server resets as they arrive.
@@ -425,7 +460,14 @@ impl Client {
     }
 
     fn note_promise(&self, fid: Fid, server: SocketAddr, reply: &FetchStatusReply) {
-        lock(&self.validity).record(fid, server, reply.status, &reply.callback, Instant::now());
+        let mut v = lock(&self.validity);
+        if v.note_volume(fid.volume, reply.volsync.creation_date) {
+            debug!(
+                volume = fid.volume,
+                "volume was restored or replaced: its cached files are void"
+            );
+        }
+        v.record(fid, server, reply.status, &reply.callback, Instant::now());
     }
 
     /// The root directory of a volume. A read-only wish falls back to the read-write
@@ -662,6 +704,7 @@ impl Client {
         for batch in out.chunks_mut(crate::types::AFS_CB_MAX) {
             let fids: Vec<Fid> = batch.iter().map(|e| e.fid).collect();
             let reply = fs.inline_bulk_status(&fids).await.map_err(|e| e.at(path))?;
+            lock(&self.validity).note_volume(dir.fid.volume, reply.volsync.creation_date);
             for (entry, st) in batch.iter_mut().zip(reply.entries) {
                 if st.status.error_code == 0 {
                     lock(&self.validity).record(
@@ -878,17 +921,28 @@ fn lock(v: &SharedValidity) -> std::sync::MutexGuard<'_, Validity> {
 /// forgot us (a restart that dropped its callback state) answers only after calling
 /// us back with InitCallBackState3, which revokes its promises through the callback
 /// service: an idle client learns it within one interval, not at its next call.
-async fn probe_servers(endpoint: Endpoint, validity: SharedValidity, every: Duration) {
+async fn probe_servers(
+    endpoint: Endpoint,
+    validity: SharedValidity,
+    servers: Servers,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let servers = lock(&validity).servers_with_promises(Instant::now());
-        for server in servers {
+        let promised = lock(&validity).servers_with_promises(Instant::now());
+        for server in promised {
             let fs = FileServer::new(endpoint.clone(), server);
             match fs.get_capabilities().await {
-                Ok(_) => debug!(%server, "probe answered"),
+                Ok(caps) => {
+                    debug!(%server, "probe answered");
+                    lock_servers(&servers)
+                        .entry(server)
+                        .or_default()
+                        .capabilities = Some(caps);
+                }
                 Err(e) => debug!(%server, error = %e, "probe failed"),
             }
         }

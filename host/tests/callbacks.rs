@@ -234,6 +234,14 @@ async fn idle_client_learns_of_a_forgetful_restart_by_probing() {
         client.promise(node.fid).is_none(),
         "the forgotten promise was dropped"
     );
+    let info = client
+        .server_info(node.server)
+        .expect("the server is known");
+    assert!(info.uuid.is_some(), "its UUID came with InitCallBackState3");
+    assert!(
+        info.capabilities.is_some(),
+        "the probe learnt its capabilities"
+    );
     afsio_write(&path, b"after!");
     assert_eq!(read_all(&client, &path).await.unwrap(), b"after!");
     client.remove(&path).await.unwrap();

@@ -113,6 +113,15 @@ impl CacheManager {
         &self.pages
     }
 
+    /// Validations asked for, and how many of them had to ask a server.
+    pub fn validations(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.validator.validations.load(Relaxed),
+            self.validator.fetches.load(Relaxed),
+        )
+    }
+
     /// Validates `node` and brings the cached pages in line with what the server
     /// has: the revalidate step of every read (and, later, of every page fault).
     pub async fn revalidate(&self, node: &Node) -> Result<Node> {

@@ -81,6 +81,9 @@ pub struct Validity {
     max_promise: Option<Duration>,
     server_epochs: HashMap<SocketAddr, u64>,
     volume_breaks: HashMap<u32, u64>,
+    /// Each volume's creation date (from VolSync): it changes when the volume is
+    /// restored or replaced, which voids everything cached from it.
+    volume_created: HashMap<u32, u32>,
     files: HashMap<Fid, FileRecord>,
 }
 
@@ -158,6 +161,22 @@ impl Validity {
     fn trusted_for(&self, granted_secs: u32) -> Duration {
         let granted = Duration::from_secs(u64::from(granted_secs));
         self.max_promise.map_or(granted, |max| granted.min(max))
+    }
+
+    /// Notes the creation date a reply carried for `volume`. A different date than
+    /// before means a restored or replaced volume: every file of it is invalidated
+    /// (as by a volume-wide break). Returns whether that happened.
+    pub fn note_volume(&mut self, volume: u32, creation_date: u32) -> bool {
+        if creation_date == 0 {
+            return false;
+        }
+        match self.volume_created.insert(volume, creation_date) {
+            Some(old) if old != creation_date => {
+                *self.volume_breaks.entry(volume).or_default() += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records a status and the promise that came with it; says how the data changed.
@@ -272,6 +291,9 @@ pub type StatusFetcher = Arc<
 /// once, the server is asked once.
 pub struct Validator {
     table: SharedValidity,
+    /// Validations asked for, and how many had to ask the server.
+    pub validations: std::sync::atomic::AtomicU64,
+    pub fetches: std::sync::atomic::AtomicU64,
     inflight: Mutex<HashMap<Fid, Arc<tokio::sync::Mutex<()>>>>,
     fetch: StatusFetcher,
 }
@@ -281,6 +303,8 @@ impl Validator {
     pub fn new(table: SharedValidity, fetch: StatusFetcher) -> Self {
         Self {
             table,
+            validations: Default::default(),
+            fetches: Default::default(),
             inflight: Mutex::default(),
             fetch,
         }
@@ -293,6 +317,8 @@ impl Validator {
 
     /// Makes sure `fid`'s state is valid, asking the server only if it is not.
     pub async fn validate(&self, fid: Fid) -> Result<Validation> {
+        self.validations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(v) = self.cached(fid) {
             return Ok(v);
         }
@@ -315,6 +341,8 @@ impl Validator {
         // The fetcher may record into the same table (the client's does): compare
         // with what we had before asking.
         let before = self.with(|t| t.status(fid).map(|s| s.data_version()));
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (server, status, callback) = (self.fetch)(fid).await?;
         self.with(|t| t.record(fid, server, status, &callback, Instant::now()));
         let change = match before {

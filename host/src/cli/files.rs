@@ -98,7 +98,8 @@ pub async fn cat(client: &Arc<Client>, paths: &[String]) -> Result<()> {
         tracing::info!(path = %p, bytes, secs, "read");
     }
     // Shown with -v: what the cache served and what it had to fetch.
-    tracing::info!(pages = ?cache.pages().stats().snapshot(), "page store");
+    let (validations, asked) = cache.validations();
+    tracing::info!(pages = ?cache.pages().stats().snapshot(), validations, asked, "page store");
     Ok(())
 }
 

@@ -79,7 +79,7 @@ pub async fn watch(
                     .collect(),
                 at,
             ),
-            Ok(CallbackEvent::ServerReset { server, at }) => (
+            Ok(CallbackEvent::ServerReset { server, at, .. }) => (
                 files
                     .values()
                     .filter(|w| w.node.server == server)

@@ -73,6 +73,7 @@ fn breaks_invalidate_exactly_what_they_cover() {
 
     let lost = t.apply(&CallbackEvent::ServerReset {
         server: server(2),
+        uuid: None,
         at: now,
     });
     assert_eq!(lost, vec![(c, Why::ServerReset)]);
@@ -154,6 +155,8 @@ async fn concurrent_validations_ask_once() {
         2,
         "one FetchStatus for 100 callers"
     );
+    assert_eq!(v.validations.load(Ordering::Relaxed), 102);
+    assert_eq!(v.fetches.load(Ordering::Relaxed), 2);
     assert_eq!(
         third_party, 1,
         "the change is reported once, by the caller that asked"
@@ -201,6 +204,7 @@ fn revoked_promises_are_not_reported() {
     assert!(t.promise(f).is_some());
     t.apply(&CallbackEvent::ServerReset {
         server: server(1),
+        uuid: None,
         at: now,
     });
     assert!(t.promise(f).is_none());
@@ -224,4 +228,20 @@ fn promises_are_capped_by_the_client() {
         t.check(f, now + Duration::from_secs(21)),
         Check::Invalid(Why::Expired)
     );
+}
+
+#[test]
+fn a_replaced_volume_voids_its_files() {
+    let mut t = Validity::new();
+    let now = Instant::now();
+    let (a, b) = (Fid::new(7, 2, 1), Fid::new(8, 2, 1));
+    assert!(!t.note_volume(7, 1000));
+    assert!(!t.note_volume(8, 2000));
+    t.record(a, server(1), status(1), &promise(3600), now);
+    t.record(b, server(1), status(1), &promise(3600), now);
+    assert!(!t.note_volume(7, 1000), "same volume, same date");
+    assert!(!t.note_volume(7, 0), "no date says nothing");
+    assert!(t.note_volume(7, 1001), "restored volume");
+    assert_eq!(t.check(a, now), Check::Invalid(Why::VolumeBroken));
+    assert_eq!(t.check(b, now), Check::Valid);
 }
