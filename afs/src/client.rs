@@ -313,6 +313,9 @@ impl Client {
     }
 
     fn remember(&self, cell: &str, loc: &Arc<VolumeLocation>) {
+        if let Some(ro) = loc.id(VolumeType::ReadOnly) {
+            lock(&self.validity).note_read_only(ro);
+        }
         let mut cache = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
         let mut cells = self.volume_cells.lock().unwrap_or_else(|e| e.into_inner());
         for id in loc.ids.iter().filter(|&&id| id != 0) {

@@ -84,6 +84,10 @@ pub struct Validity {
     /// Each volume's creation date (from VolSync): it changes when the volume is
     /// restored or replaced, which voids everything cached from it.
     volume_created: HashMap<u32, u32>,
+    /// Read-only volumes: the server's promise covers the whole volume (it breaks
+    /// them volume-wide, on release), so one promise validates all their files.
+    read_only: std::collections::HashSet<u32>,
+    volume_promises: HashMap<u32, Promise>,
     files: HashMap<Fid, FileRecord>,
 }
 
@@ -114,7 +118,14 @@ impl Validity {
         let Some(file) = self.files.get(&fid) else {
             return Check::Invalid(Why::NoPromise);
         };
-        let Some(p) = file.promise else {
+        let promise = file.promise.or_else(|| {
+            // A file of a read-only volume rides on its volume's promise.
+            self.read_only
+                .contains(&fid.volume)
+                .then(|| self.volume_promises.get(&fid.volume).copied())
+                .flatten()
+        });
+        let Some(p) = promise else {
             return Check::Invalid(if file.broken {
                 Why::Broken
             } else {
@@ -163,6 +174,12 @@ impl Validity {
         self.max_promise.map_or(granted, |max| granted.min(max))
     }
 
+    /// Marks `volume` as a read-only clone: promises on its files stand for the
+    /// whole volume.
+    pub fn note_read_only(&mut self, volume: u32) {
+        self.read_only.insert(volume);
+    }
+
     /// Notes the creation date a reply carried for `volume`. A different date than
     /// before means a restored or replaced volume: every file of it is invalidated
     /// (as by a volume-wide break). Returns whether that happened.
@@ -195,6 +212,16 @@ impl Validity {
                 server_epoch: self.server_epoch(server),
                 volume_breaks: self.volume_breaks(fid.volume),
             });
+        if let Some(p) = promise.filter(|_| self.read_only.contains(&fid.volume)) {
+            let keep = self.volume_promises.get(&fid.volume).is_some_and(|old| {
+                old.expires >= p.expires
+                    && old.server_epoch == p.server_epoch
+                    && old.volume_breaks == p.volume_breaks
+            });
+            if !keep {
+                self.volume_promises.insert(fid.volume, p);
+            }
+        }
         let record = FileRecord {
             status,
             promise,

@@ -245,3 +245,38 @@ fn a_replaced_volume_voids_its_files() {
     assert_eq!(t.check(a, now), Check::Invalid(Why::VolumeBroken));
     assert_eq!(t.check(b, now), Check::Valid);
 }
+
+#[test]
+fn a_read_only_volume_promise_covers_its_files() {
+    let mut t = Validity::new();
+    let now = Instant::now();
+    let (a, b) = (Fid::new(9, 2, 1), Fid::new(9, 4, 1));
+    t.note_read_only(9);
+    t.record(a, server(1), status(1), &promise(7200), now);
+    // b's status is known but it came without a promise of its own.
+    t.record(b, server(1), status(1), &promise(0), now);
+    assert_eq!(
+        t.check(b, now),
+        Check::Valid,
+        "the volume's promise covers it"
+    );
+    // A release breaks the volume: both lose it.
+    t.apply(&CallbackEvent::Broken {
+        server: server(1),
+        fids: vec![Fid::new(9, 0, 0)],
+        at: now,
+    });
+    assert_eq!(t.check(a, now), Check::Invalid(Why::VolumeBroken));
+    assert_eq!(t.check(b, now), Check::Invalid(Why::VolumeBroken));
+    // Not so in a read-write volume.
+    let c = Fid::new(10, 2, 1);
+    t.record(
+        Fid::new(10, 4, 1),
+        server(1),
+        status(1),
+        &promise(7200),
+        now,
+    );
+    t.record(c, server(1), status(1), &promise(0), now);
+    assert_eq!(t.check(c, now), Check::Invalid(Why::NoPromise));
+}
