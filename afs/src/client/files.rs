@@ -1,0 +1,219 @@
+//! File operations on paths: list, read, write, create, remove.
+
+use super::*;
+
+impl Client {
+    /// Lists a directory with the status of each entry (InlineBulkStatus, 50 at a time).
+    pub async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
+        let dir = self.resolve(path).await?;
+        let entries = self.read_dir(&dir).await.map_err(|e| e.at(path))?;
+        let mut out: Vec<DirEntry> = entries
+            .entries()
+            .filter(|e| !e.is_dot_or_dotdot())
+            .map(|e| DirEntry {
+                name: e.name_str().into_owned(),
+                fid: e.fid(dir.fid.volume),
+                status: None,
+            })
+            .collect();
+        let fs = self.file_server(&dir);
+        for batch in out.chunks_mut(crate::types::AFS_CB_MAX) {
+            let fids: Vec<Fid> = batch.iter().map(|e| e.fid).collect();
+            let reply = fs.inline_bulk_status(&fids).await.map_err(|e| e.at(path))?;
+            lock(&self.validity).note_volume(dir.fid.volume, reply.volsync.creation_date);
+            for (entry, st) in batch.iter_mut().zip(reply.entries) {
+                if st.status.error_code == 0 {
+                    lock(&self.validity).record(
+                        entry.fid,
+                        fs.addr(),
+                        st.status,
+                        &st.callback,
+                        Instant::now(),
+                    );
+                    entry.status = Some(st.status);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Streams a whole file to `sink` in order, several FetchData64 calls in flight.
+    pub async fn read(
+        &self,
+        path: &str,
+        sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<Node> {
+        let node = self.resolve(path).await?;
+        if node.status.file_type == FileType::Directory {
+            return Err(Error::local(ErrorKind::IsDirectory, "is a directory").at(path));
+        }
+        self.read_node(&node, sink).await.map_err(|e| e.at(path))?;
+        Ok(node)
+    }
+
+    /// Streams the bytes of `node` as of its status, chunks fetched in parallel.
+    pub async fn read_node(
+        &self,
+        node: &Node,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let len = node.status.length();
+        let mut inflight = std::collections::VecDeque::new();
+        let mut next = 0u64;
+        while next < len || !inflight.is_empty() {
+            while next < len && inflight.len() < READ_PARALLEL {
+                let n = READ_CHUNK.min(len - next);
+                let fs = self.file_server(node);
+                let fid = node.fid;
+                let pos = next;
+                inflight.push_back(tokio::spawn(async move {
+                    let mut buf: Vec<Bytes> = Vec::new();
+                    let reply = fs
+                        .fetch_data(fid, pos, n, |b| {
+                            buf.push(b);
+                            Ok(())
+                        })
+                        .await?;
+                    Ok::<_, Error>((buf, reply))
+                }));
+                next += n;
+            }
+            let task = inflight.pop_front().expect("a read is in flight");
+            let (chunks, reply) = task
+                .await
+                .map_err(|e| Error::local(ErrorKind::Other, format!("read task failed: {e}")))??;
+            self.note_promise(node.fid, node.server, &reply);
+            for c in chunks {
+                sink(&c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `len` bytes from `data` as the whole new contents of `path`,
+    /// creating the file if needed.
+    pub async fn write(
+        &self,
+        path: &str,
+        data: impl AsyncRead + Unpin,
+        len: u64,
+        progress: impl FnMut(u64),
+    ) -> Result<Node> {
+        let (dir, name) = self.resolve_parent(path).await?;
+        let fid = match self.lookup_in(&dir, &name).await.map_err(|e| e.at(path))? {
+            Some(fid) => fid,
+            None => {
+                let fs = self.file_server(&dir);
+                let status = StoreStatus::new().with_mode(0o644);
+                let created = fs.create_file(dir.fid, &name, &status).await;
+                match created {
+                    Ok(reply) => {
+                        self.note_created(&dir, &reply, fs.addr());
+                        reply.fid
+                    }
+                    // Someone created it meanwhile: use theirs.
+                    Err(e) if e.kind() == ErrorKind::Exists => {
+                        let dir = self.fetch_status(&dir.cell, dir.fid).await?;
+                        self.lookup_in(&dir, &name)
+                            .await?
+                            .ok_or_else(|| e.at(path))?
+                    }
+                    Err(e) => return Err(e.at(path)),
+                }
+            }
+        };
+        let fs = self.file_server(&dir);
+        let reply = fs
+            .store_data(
+                fid,
+                &StoreStatus::new(),
+                crate::fs::StoreRange {
+                    pos: 0,
+                    len,
+                    file_length: len,
+                },
+                data,
+                progress,
+            )
+            .await
+            .map_err(|e| e.at(path))?;
+        self.note_own_change(fid, reply.status);
+        Ok(Node {
+            cell: dir.cell.clone(),
+            fid,
+            status: reply.status,
+            server: fs.addr(),
+            callback: CallBack::default(),
+            volume_type: dir.volume_type,
+        })
+    }
+
+    async fn lookup_in(&self, dir: &Node, name: &str) -> Result<Option<Fid>> {
+        let entries = self.read_dir(dir).await?;
+        Ok(entries.lookup(name).map(|e| e.fid(dir.fid.volume)))
+    }
+
+    /// Removes a file (or symlink, or mount point).
+    pub async fn remove(&self, path: &str) -> Result<()> {
+        let (dir, name) = self.resolve_parent(path).await?;
+        let reply = self
+            .file_server(&dir)
+            .remove_file(dir.fid, &name)
+            .await
+            .map_err(|e| e.at(path))?;
+        self.note_own_change(dir.fid, reply.status);
+        Ok(())
+    }
+
+    /// Removes an empty directory.
+    pub async fn remove_dir(&self, path: &str) -> Result<()> {
+        let (dir, name) = self.resolve_parent(path).await?;
+        let reply = self
+            .file_server(&dir)
+            .remove_dir(dir.fid, &name)
+            .await
+            .map_err(|e| match e.kind() {
+                // OpenAFS fileservers answer EEXIST for a directory that is not empty.
+                ErrorKind::Exists => Error::local(ErrorKind::NotEmpty, "directory not empty"),
+                _ => e,
+            })
+            .map_err(|e| e.at(path))?;
+        self.note_own_change(dir.fid, reply.status);
+        Ok(())
+    }
+
+    pub async fn mkdir(&self, path: &str) -> Result<Fid> {
+        let (dir, name) = self.resolve_parent(path).await?;
+        let status = StoreStatus::new().with_mode(0o755);
+        let fs = self.file_server(&dir);
+        let reply = fs
+            .make_dir(dir.fid, &name, &status)
+            .await
+            .map_err(|e| e.at(path))?;
+        self.note_created(&dir, &reply, fs.addr());
+        Ok(reply.fid)
+    }
+
+    /// Makes a mount point at `path` (a symlink with mode 0644 and `#vol.` contents).
+    pub async fn make_mount_point(&self, path: &str, target: &MountPoint) -> Result<Fid> {
+        self.make_symlink(path, &target.contents(), 0o644).await
+    }
+
+    /// Makes a symbolic link at `path` pointing at `target`.
+    pub async fn symlink(&self, path: &str, target: &str) -> Result<Fid> {
+        self.make_symlink(path, target, 0o755).await
+    }
+
+    async fn make_symlink(&self, path: &str, target: &str, mode: u32) -> Result<Fid> {
+        let (dir, name) = self.resolve_parent(path).await?;
+        let status = StoreStatus::new().with_mode(mode);
+        let reply = self
+            .file_server(&dir)
+            .symlink(dir.fid, &name, target, &status)
+            .await
+            .map_err(|e| e.at(path))?;
+        self.note_own_change(dir.fid, reply.dir_status);
+        Ok(reply.fid)
+    }
+}
