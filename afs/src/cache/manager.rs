@@ -11,8 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::pages::{
-    BoxError, BoxFuture, Fetched, Fetcher, FlushReport, PageError, PageStore, PageStoreConfig,
-    Storer,
+    BoxError, BoxFuture, Fetched, Fetcher, FileCache, FlushReport, PageError, PageStore,
+    PageStoreConfig, Storer,
 };
 use super::validity::{StatusFetcher, Validator};
 use crate::client::{Client, Node};
@@ -192,6 +192,27 @@ impl CacheManager {
             file.note_data_version(node.status.data_version());
         }
         Ok(())
+    }
+
+    /// The page-store entry of `node`, opened at its current length if it is not yet.
+    pub fn open_file(&self, node: &Node) -> Result<Arc<FileCache>> {
+        self.ensure_open(node)?;
+        self.pages
+            .get(node.fid)
+            .ok_or_else(|| page_error(PageError::NotOpen(node.fid)))
+    }
+
+    /// Makes the bytes `[start, end)` of `node` present in the page store, fetching what
+    /// is missing: what the pager does before it maps pages into a guest.
+    pub async fn populate(&self, node: &Node, start: u64, end: u64) -> Result<()> {
+        let file = self.open_file(node)?;
+        let fetcher = Arc::new(FsFetcher {
+            client: self.client.clone(),
+            node: node.clone(),
+        });
+        file.populate(start, end, &fetcher)
+            .await
+            .map_err(page_error)
     }
 
     /// Writes `data` at `offset` of the file at `path` into the cache; the server

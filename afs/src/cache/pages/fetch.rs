@@ -105,6 +105,30 @@ impl FileCache {
         }
     }
 
+    /// Make every page of the bytes `[start, end)` present (fetching what is missing, in
+    /// whole chunks, single-flight), without copying anything out: what a pager needs
+    /// before it maps the pages. Pages past what the server has stay holes (zeros).
+    pub async fn populate<F: Fetcher + ?Sized + 'static>(
+        self: &Arc<Self>,
+        start: u64,
+        end: u64,
+        fetcher: &Arc<F>,
+    ) -> Result<(), PageError> {
+        check_range(start, end.saturating_sub(start))?;
+        loop {
+            let flights = {
+                let mut st = self.lock();
+                let missing = missing_runs(&st, pages_of(start, end));
+                if missing.0.is_empty() {
+                    self.touch(&mut st, start, end);
+                    return Ok(());
+                }
+                self.join_runs(&mut st, &missing, fetcher)?
+            };
+            wait_all(flights).await?;
+        }
+    }
+
     fn try_read<F: Fetcher + ?Sized + 'static>(
         self: &Arc<Self>,
         offset: u64,

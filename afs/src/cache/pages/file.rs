@@ -86,6 +86,10 @@ pub struct FileCache {
     pub(super) stats: Arc<PageStats>,
     pub(super) clock: Arc<AtomicU64>,
     pub(super) params: Params,
+    /// The memfd is never smaller than this: the end of the furthest guest mapping. A
+    /// mapping may reach past the end of the file (those bytes read as zeros), and a
+    /// memfd shrunk under a mapping would make its accesses SIGBUS.
+    pub(super) mapped_end: AtomicU64,
 }
 
 /// Keeps a file's clean pages from being evicted while alive (see
@@ -174,6 +178,7 @@ impl FileCache {
             stats: shared.stats.clone(),
             clock: shared.clock.clone(),
             params,
+            mapped_end: AtomicU64::new(0),
         })
     }
 
@@ -338,11 +343,71 @@ impl FileCache {
         Ok(runs.pages())
     }
 
-    /// Resize the memfd to hold `len` bytes (rounded up to whole pages).
+    /// Resize the memfd to hold `len` bytes (rounded up to whole pages), never below the
+    /// furthest mapping.
     fn resize_memfd(&self, len: u64) -> Result<(), PageError> {
+        let floor = self.mapped_end.load(Ordering::Acquire);
         self.memfd
-            .set_len(round_up(len))
+            .set_len(round_up(len).max(floor))
             .map_err(|e| PageError::io(self.fid, e))
+    }
+
+    /// Keep the memfd at least `end` bytes long (rounded up to whole pages) from now on,
+    /// because a pager maps it that far. Bytes past the file's length read as zeros and
+    /// are not stored unless the file grows over them.
+    pub fn reserve_mapped(&self, end: u64) -> Result<(), PageError> {
+        check_range(end, 0)?;
+        let st = self.lock();
+        let end = round_up(end);
+        if self.mapped_end.fetch_max(end, Ordering::AcqRel) < end {
+            self.resize_memfd(st.len)?;
+        }
+        Ok(())
+    }
+
+    /// Mark whole pages dirty after a pager saw them written through a mapping (the bytes
+    /// are already in the memfd). Pages at or past the end of the file are ignored: they
+    /// are not part of it. Returns the pages newly marked.
+    pub fn mark_dirty(&self, pages: std::ops::Range<u64>) -> u64 {
+        let mut st = self.lock();
+        let end = pages.end.min(st.len.div_ceil(PAGE_SIZE));
+        if pages.start >= end {
+            return 0;
+        }
+        let tick = self.tick();
+        let version = st.data_version.unwrap_or(0);
+        self.mutate(&mut st, |st| {
+            let mut marked = 0;
+            for p in pages.start..end {
+                let old = st.pages.flags(p);
+                let flushing = old & FLUSHING != 0;
+                let redirty = if flushing { super::table::REDIRTY } else { 0 };
+                let keep = old & (FLUSHING | super::table::REDIRTY);
+                if old & DIRTY == 0 || flushing {
+                    marked += 1;
+                }
+                let v = (old & PRESENT == 0).then_some(version);
+                st.pages.set(p, PRESENT | DIRTY | keep | redirty, v, tick);
+            }
+            marked
+        })
+    }
+
+    /// Bytes from this offset on are never fetched (past the file, past what the server
+    /// has, or past a pending truncation): they read as zeros unless written locally.
+    pub fn zeros_from(&self) -> u64 {
+        self.lock().fetch_limit()
+    }
+
+    /// Whether every page in `pages` is present or beyond what can be fetched (holes
+    /// that read as zeros): a pager can then map them without fetching.
+    pub fn all_present(&self, pages: std::ops::Range<u64>) -> bool {
+        let st = self.lock();
+        let fetchable = st.fetch_limit().div_ceil(PAGE_SIZE);
+        st.pages
+            .runs(pages.start..pages.end.min(fetchable), |f| f & PRESENT == 0)
+            .0
+            .is_empty()
     }
 
     /// Zero the bytes from `at` to the end of its page, if that page holds data.

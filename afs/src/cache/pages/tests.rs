@@ -647,3 +647,43 @@ async fn a_cancelled_reader_does_not_strand_the_fetch() {
         "the second reader joined the running fetch"
     );
 }
+
+#[tokio::test]
+async fn populate_fetches_only_missing_pages_and_copies_nothing_out() {
+    let server = FakeServer::new(4 * MIB);
+    let store = PageStore::new(PageStoreConfig::default());
+    let file = store.open(FID, 4 * MIB).unwrap();
+    file.populate(MIB, 2 * MIB, &server).await.unwrap();
+    assert_eq!(server.fetch_calls(), 1, "one chunk");
+    assert!(file.all_present(256..512));
+    assert!(!file.all_present(0..256));
+    let mut page = vec![0; PAGE_SIZE as usize];
+    file.memfd_file().read_exact_at(&mut page, MIB).unwrap();
+    assert_eq!(page, expected(MIB..MIB + PAGE_SIZE), "the memfd holds the bytes");
+    file.populate(MIB, 2 * MIB, &server).await.unwrap();
+    assert_eq!(server.fetch_calls(), 1, "nothing fetched twice");
+}
+
+#[tokio::test]
+async fn pages_written_through_a_mapping_are_stored_and_mapped_memfd_never_shrinks() {
+    let server = FakeServer::new(3 * PAGE_SIZE);
+    let store = PageStore::new(PageStoreConfig::default());
+    let file = store.open(FID, 3 * PAGE_SIZE).unwrap();
+    file.reserve_mapped(16 * PAGE_SIZE).unwrap();
+    assert_eq!(file.memfd_file().metadata().unwrap().len(), 16 * PAGE_SIZE);
+    file.populate(0, 3 * PAGE_SIZE, &server).await.unwrap();
+    // A guest writes page 1 through its mapping: the bytes land in the memfd directly.
+    file.memfd_file().write_all_at(b"mapped", PAGE_SIZE).unwrap();
+    assert_eq!(file.mark_dirty(1..2), 1);
+    assert_eq!(file.mark_dirty(5..9), 0, "pages past the end are not part of the file");
+    file.flush(&*server).await.unwrap();
+    assert_eq!(server.bytes(PAGE_SIZE as usize..PAGE_SIZE as usize + 6), b"mapped");
+    assert_eq!(server.stores().len(), 1, "only the written page is stored");
+    file.set_len(PAGE_SIZE).unwrap();
+    assert_eq!(
+        file.memfd_file().metadata().unwrap().len(),
+        16 * PAGE_SIZE,
+        "a shrink never cuts a mapping (its accesses would SIGBUS)"
+    );
+    assert_eq!(file.zeros_from(), PAGE_SIZE);
+}
