@@ -1,0 +1,108 @@
+//! Running command guests (`wasi:cli/command`): sync on the caller's thread, or async
+//! on the caller's runtime.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use tracing::Instrument;
+use wasmtime::Store;
+use wasmtime_wasi::p2::bindings::sync::Command as SyncCommand;
+use wasmtime_wasi::p2::bindings::Command as AsyncCommand;
+use wasmtime_wasi::I32Exit;
+
+use super::errors::explain_trap;
+use super::guest::{GuestConfig, GuestState};
+use super::{Host, Wasm};
+
+/// Numbers guests in logs.
+static GUEST_IDS: AtomicU64 = AtomicU64::new(1);
+
+fn span(config: &GuestConfig) -> tracing::Span {
+    let id = GUEST_IDS.fetch_add(1, Ordering::Relaxed);
+    tracing::info_span!("guest", id, name = %config.display_name())
+}
+
+impl Host {
+    /// Runs a command guest to completion on this thread and returns its exit code
+    /// (0 when `run` returns ok, 1 when it returns an error, N for `exit(N)`). A trap is
+    /// an error; when the pager caused it (a write to a read-only mapping, an
+    /// unreachable server), the error says so and names the file.
+    ///
+    /// Do not call this from inside an async runtime (WASI's sync bindings would block
+    /// it): use [`Host::run_command_async`] there.
+    pub fn run_command<'a>(
+        &self,
+        wasm: impl Into<Wasm<'a>>,
+        config: GuestConfig,
+    ) -> anyhow::Result<i32> {
+        let span = span(&config);
+        let _entered = span.enter();
+        let component = self.load(wasm)?;
+        let linker = self.engines.sync_linker()?;
+        let mut store = Store::new(
+            &self.engines.engine,
+            GuestState::new(self.shared.clone(), &config)?,
+        );
+        let command = SyncCommand::instantiate(&mut store, &component, linker)
+            .map_err(anyhow::Error::from)
+            .context("cannot instantiate the guest")?;
+        let result = command.wasi_cli_run().call_run(&mut store);
+        self.finish(&mut store, result)
+    }
+
+    /// [`Host::run_command`] for embedders on an async runtime: WASI is async, our
+    /// `afs:client` imports still block the calling thread while they wait for AFS (on
+    /// the host's own runtime, so the caller's runtime cannot starve them). Page faults
+    /// block too: run many guests on a multi-threaded runtime, or on
+    /// `spawn_blocking` threads with [`Host::run_command`].
+    pub async fn run_command_async<'a>(
+        &self,
+        wasm: impl Into<Wasm<'a>>,
+        config: GuestConfig,
+    ) -> anyhow::Result<i32> {
+        let span = span(&config);
+        let wasm = wasm.into();
+        async move {
+            let component = self.load(wasm)?;
+            let linker = self.engines.async_linker()?;
+            let mut store = Store::new(
+                &self.engines.engine,
+                GuestState::new(self.shared.clone(), &config)?,
+            );
+            let command = AsyncCommand::instantiate_async(&mut store, &component, linker)
+                .await
+                .map_err(anyhow::Error::from)
+                .context("cannot instantiate the guest")?;
+            let result = command.wasi_cli_run().call_run(&mut store).await;
+            self.finish(&mut store, result)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The exit code of a finished guest, or its trap explained; then unmaps what the
+    /// guest left mapped (storing dirty pages) while its memory still exists.
+    fn finish(
+        &self,
+        store: &mut Store<GuestState>,
+        result: wasmtime::Result<Result<(), ()>>,
+    ) -> anyhow::Result<i32> {
+        let outcome = match result {
+            Ok(Ok(())) => Ok(0),
+            Ok(Err(())) => Ok(1),
+            Err(e) => match e.downcast_ref::<I32Exit>() {
+                Some(exit) => Ok(exit.0),
+                None => {
+                    let bases = store.data().afs.memory_bases.clone();
+                    Err(explain_trap(e, &self.shared.pager, &bases))
+                }
+            },
+        };
+        store.data_mut().unmap_all();
+        match &outcome {
+            Ok(code) => tracing::debug!(code, "guest exited"),
+            Err(e) => tracing::debug!(error = %format!("{e:#}"), "guest trapped"),
+        }
+        outcome
+    }
+}

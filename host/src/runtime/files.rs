@@ -1,0 +1,367 @@
+//! The `afs:client/files` imports: open by path (grants checked), status, copies in and
+//! out through the shared page store, sync through the pager, change waiting.
+//!
+//! Every call that may touch the network runs on the AFS runtime through
+//! [`AfsRuntime::block_on`](crate::afs_runtime::AfsRuntime::block_on), never on the
+//! runtime (if any) the guest itself runs on.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use afs::cache::manager::CacheManager;
+use afs::cache::pages::{BoxError, BoxFuture, Fetched, Fetcher, FileCache};
+use afs::client::{Client, Node};
+use afs::types::{Fid, VolumeType};
+use tokio::sync::broadcast::error::RecvError;
+use wasmtime::component::Resource;
+
+use super::bindings::afs::client::files::{
+    Access, Error, ErrorCode, FileType, Host, HostFile, Stat,
+};
+use super::errors::{afs_error, gone, page_error, pager_error, wit_error, Stage};
+use super::grants::{granted, normalize};
+use super::guest::GuestState;
+
+/// Most bytes one `read` may return (the list must fit in the guest's memory anyway).
+const MAX_READ: u64 = 1 << 30;
+/// How often `wait-for-change` looks at the file's status without a break: changes made
+/// through this host (other guests' syncs) bring no callback break.
+const WAIT_RECHECK: Duration = Duration::from_millis(250);
+
+/// An open file: the path the guest named (normalized), how it opened it, and the node
+/// it resolved to then. Like a Unix descriptor, it keeps naming that file if the path
+/// later leads elsewhere.
+pub struct FileRes {
+    pub(crate) path: String,
+    pub(crate) access: Access,
+    pub(crate) node: Node,
+}
+
+type AfsResult<T> = Result<T, afs::rpc::Error>;
+
+/// Fetches missing pages of one file (FetchData64 from the server that answered for it).
+struct NodeFetcher {
+    client: Arc<Client>,
+    node: Node,
+}
+
+impl Fetcher for NodeFetcher {
+    fn fetch(&self, fid: Fid, offset: u64, len: u64) -> BoxFuture<'_, Result<Fetched, BoxError>> {
+        Box::pin(async move {
+            debug_assert_eq!(fid, self.node.fid);
+            let mut data = Vec::new();
+            let reply = self
+                .client
+                .fetch_range(&self.node, offset, len, |b| {
+                    data.push(b);
+                    Ok(())
+                })
+                .await
+                .map_err(|e| Box::new(e) as BoxError)?;
+            Ok(Fetched {
+                data,
+                data_version: reply.status.data_version(),
+            })
+        })
+    }
+}
+
+/// Revalidates `node` (no network while its promise holds) and opens it in the page
+/// store: what every copy in or out starts with.
+async fn fresh(
+    cache: &CacheManager,
+    node: &Node,
+) -> AfsResult<(Node, Arc<FileCache>, Arc<NodeFetcher>)> {
+    let node = cache.revalidate(node).await?;
+    let file = match cache.pages().get(node.fid) {
+        Some(f) => f,
+        None => {
+            let f = cache
+                .pages()
+                .open(node.fid, node.status.length())
+                .map_err(page_error)?;
+            f.note_data_version(node.status.data_version());
+            f
+        }
+    };
+    let fetcher = Arc::new(NodeFetcher {
+        client: cache.client().clone(),
+        node: node.clone(),
+    });
+    Ok((node, file, fetcher))
+}
+
+fn stat_of(node: &Node) -> Stat {
+    let st = &node.status;
+    Stat {
+        file_type: match st.file_type {
+            afs::types::FileType::Directory => FileType::Directory,
+            afs::types::FileType::Symlink => FileType::Symlink,
+            _ => FileType::File,
+        },
+        length: st.length(),
+        data_version: st.data_version(),
+        mode: st.unix_mode_bits & 0o7777,
+        modify_time: u64::from(st.client_mod_time),
+        server_modify_time: u64::from(st.server_mod_time),
+    }
+}
+
+impl GuestState {
+    /// Runs `op` on the AFS runtime with the cache manager and a copy of the file's
+    /// node; stores the node it returns (fresher status) back into the file.
+    fn on_file<T, F, Fut>(
+        &mut self,
+        file: &Resource<FileRes>,
+        op: F,
+    ) -> wasmtime::Result<Result<T, Error>>
+    where
+        F: FnOnce(Arc<CacheManager>, Node) -> Fut,
+        Fut: Future<Output = AfsResult<(Node, T)>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let f = self.table.get(file)?;
+        let path = f.path.clone();
+        let fut = op(self.afs.host.cache.clone(), f.node.clone());
+        let result = match self.afs.host.afs.block_on(fut) {
+            Err(g) => return Ok(Err(gone(&path, g))),
+            Ok(r) => r,
+        };
+        Ok(match result {
+            Ok((node, value)) => {
+                self.table.get_mut(file)?.node = node;
+                Ok(value)
+            }
+            Err(e) => Err(afs_error(&path, &e, Stage::OpenFile)),
+        })
+    }
+
+    /// The file, if it may be written: opened read-write, and a regular file.
+    fn writable(&self, file: &Resource<FileRes>) -> wasmtime::Result<Result<(), Error>> {
+        let f = self.table.get(file)?;
+        Ok(if f.access != Access::ReadWrite {
+            Err(wit_error(
+                ErrorCode::ReadOnly,
+                format!("{}: opened read-only", f.path),
+            ))
+        } else {
+            regular(f)
+        })
+    }
+}
+
+fn regular(f: &FileRes) -> Result<(), Error> {
+    if f.node.status.file_type == afs::types::FileType::Directory {
+        return Err(wit_error(
+            ErrorCode::IsDirectory,
+            format!("{}: is a directory", f.path),
+        ));
+    }
+    Ok(())
+}
+
+impl Host for GuestState {}
+
+impl HostFile for GuestState {
+    fn open(
+        &mut self,
+        path: String,
+        access: Access,
+    ) -> wasmtime::Result<Result<Resource<FileRes>, Error>> {
+        let host = self.afs.host.clone();
+        let parsed = match normalize(&path, host.default_cell.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(wit_error(ErrorCode::InvalidArgument, e.0))),
+        };
+        let abs = parsed.to_string();
+        match (granted(&self.afs.grants, &parsed), access) {
+            (None, _) => {
+                return Ok(Err(wit_error(
+                    ErrorCode::AccessDenied,
+                    format!("{abs}: not granted to this guest"),
+                )))
+            }
+            (Some(crate::pager::Access::Read), Access::ReadWrite) => {
+                return Ok(Err(wit_error(
+                    ErrorCode::ReadOnly,
+                    format!("{abs}: granted read-only to this guest"),
+                )))
+            }
+            _ => {}
+        }
+        let client = host.client.clone();
+        let target = abs.clone();
+        let node = match host
+            .afs
+            .block_on(async move { client.resolve(&target).await })
+        {
+            Err(g) => return Ok(Err(gone(&abs, g))),
+            Ok(Err(e)) => return Ok(Err(afs_error(&abs, &e, Stage::Open))),
+            Ok(Ok(node)) => node,
+        };
+        if access == Access::ReadWrite && node.volume_type != VolumeType::ReadWrite {
+            return Ok(Err(wit_error(
+                ErrorCode::ReadOnly,
+                format!("{abs}: on a read-only volume ({:?})", node.volume_type),
+            )));
+        }
+        tracing::debug!(path = %abs, ?access, fid = ?node.fid, "open");
+        let res = self.table.push(FileRes {
+            path: abs,
+            access,
+            node,
+        })?;
+        Ok(Ok(res))
+    }
+
+    fn path(&mut self, file: Resource<FileRes>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&file)?.path.clone())
+    }
+
+    fn stat(&mut self, file: Resource<FileRes>) -> wasmtime::Result<Result<Stat, Error>> {
+        self.on_file(&file, |cache, node| async move {
+            let node = cache.revalidate(&node).await?;
+            let stat = stat_of(&node);
+            Ok((node, stat))
+        })
+    }
+
+    fn read(
+        &mut self,
+        file: Resource<FileRes>,
+        offset: u64,
+        length: u64,
+    ) -> wasmtime::Result<Result<Vec<u8>, Error>> {
+        let f = self.table.get(&file)?;
+        if let Err(e) = regular(f) {
+            return Ok(Err(e));
+        }
+        if length > MAX_READ {
+            return Ok(Err(wit_error(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "{}: reads are limited to {MAX_READ} bytes at a time",
+                    f.path
+                ),
+            )));
+        }
+        self.on_file(&file, move |cache, node| async move {
+            let (node, file, fetcher) = fresh(&cache, &node).await?;
+            let len = file.len().saturating_sub(offset).min(length);
+            let data = cache
+                .pages()
+                .read(node.fid, offset, len, &fetcher)
+                .await
+                .map_err(page_error)?;
+            Ok((node, data))
+        })
+    }
+
+    fn write(
+        &mut self,
+        file: Resource<FileRes>,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<u64, Error>> {
+        if let Err(e) = self.writable(&file)? {
+            return Ok(Err(e));
+        }
+        self.on_file(&file, move |cache, node| async move {
+            let (node, _file, fetcher) = fresh(&cache, &node).await?;
+            cache
+                .pages()
+                .write(node.fid, offset, &data, &fetcher)
+                .await
+                .map_err(page_error)?;
+            Ok((node, data.len() as u64))
+        })
+    }
+
+    fn set_length(
+        &mut self,
+        file: Resource<FileRes>,
+        length: u64,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        if let Err(e) = self.writable(&file)? {
+            return Ok(Err(e));
+        }
+        self.on_file(&file, move |cache, node| async move {
+            let (node, file, _) = fresh(&cache, &node).await?;
+            file.set_len(length).map_err(page_error)?;
+            Ok((node, ()))
+        })
+    }
+
+    fn sync(&mut self, file: Resource<FileRes>) -> wasmtime::Result<Result<(), Error>> {
+        let f = self.table.get(&file)?;
+        if f.access != Access::ReadWrite || f.node.status.file_type != afs::types::FileType::File {
+            // Nothing this guest can have written.
+            return Ok(Ok(()));
+        }
+        // The pager blocks on the AFS runtime itself; it also stores pages dirtied
+        // through mappings, which the page store alone cannot see.
+        Ok(match self.afs.host.pager.sync_file(&f.node) {
+            Ok(report) => {
+                tracing::debug!(path = %f.path, ?report, "sync");
+                Ok(())
+            }
+            Err(e) => Err(pager_error(&f.path, &e)),
+        })
+    }
+
+    fn wait_for_change(
+        &mut self,
+        file: Resource<FileRes>,
+        since: u64,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Option<u64>, Error>> {
+        let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+        self.on_file(&file, move |cache, node| async move {
+            wait_for_change(cache, node, since, deadline).await
+        })
+    }
+
+    fn drop(&mut self, file: Resource<FileRes>) -> wasmtime::Result<()> {
+        self.table.delete(file)?;
+        Ok(())
+    }
+}
+
+/// Revalidates the file each time the server revokes its promise (and every
+/// [`WAIT_RECHECK`], for changes made through this very host), until its data version
+/// is not `since` or `deadline` passes.
+async fn wait_for_change(
+    cache: Arc<CacheManager>,
+    mut node: Node,
+    since: u64,
+    deadline: Instant,
+) -> AfsResult<(Node, Option<u64>)> {
+    // Subscribe before looking, so that a break between the look and the wait counts.
+    let mut lost = cache.client().subscribe_lost();
+    loop {
+        node = cache.revalidate(&node).await?;
+        let dv = node.status.data_version();
+        if dv != since {
+            return Ok((node, Some(dv)));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok((node, None));
+        }
+        let wake = deadline.min(now + WAIT_RECHECK);
+        loop {
+            match tokio::time::timeout_at(wake.into(), lost.recv()).await {
+                Err(_elapsed) => break,
+                Ok(Ok(ev)) if ev.files.iter().any(|(fid, _)| *fid == node.fid) => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(RecvError::Lagged(_))) => break,
+                Ok(Err(RecvError::Closed)) => {
+                    // No more events (client shutting down): fall back to the timer.
+                    tokio::time::sleep_until(wake.into()).await;
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! One guest: what the embedder configures ([`GuestConfig`]) and what its store holds
+//! ([`GuestState`]).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::grants::Grant;
+use super::Shared;
+
+/// A host directory the guest sees through WASI.
+#[derive(Debug, Clone)]
+pub struct Preopen {
+    pub host: PathBuf,
+    /// The name the guest opens it by (e.g. `/data` or `.`).
+    pub guest: String,
+    pub writable: bool,
+}
+
+/// What a guest may do and what it is given: grants, arguments, environment, stdio.
+#[derive(Debug, Clone, Default)]
+pub struct GuestConfig {
+    /// Names the guest in logs (tracing spans); defaults to `args[0]`.
+    pub name: Option<String>,
+    /// The AFS trees the guest may open files in. None: it can open nothing.
+    pub grants: Vec<Grant>,
+    /// `argv`, program name first.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Give the guest this process's stdin, stdout and stderr (otherwise stdin is
+    /// empty and output is dropped, unless captured).
+    pub inherit_stdio: bool,
+    /// Host directories to open for the guest through WASI (none by default).
+    pub preopens: Vec<Preopen>,
+    /// Collect the guest's stdout here instead (see [`GuestConfig::capture_stdout`]).
+    pub stdout: Option<CapturedOutput>,
+}
+
+/// A guest's captured standard output (bounded; cheap to clone).
+#[derive(Debug, Clone)]
+pub struct CapturedOutput(MemoryOutputPipe);
+
+impl CapturedOutput {
+    /// What the guest wrote so far.
+    pub fn contents(&self) -> Vec<u8> {
+        self.0.contents().to_vec()
+    }
+}
+
+impl GuestConfig {
+    /// A guest called `program` (its `argv[0]`) with stdio inherited and no grants.
+    pub fn new(program: impl Into<String>) -> Self {
+        GuestConfig {
+            args: vec![program.into()],
+            inherit_stdio: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn grant(mut self, grant: Grant) -> Self {
+        self.grants.push(grant);
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Captures stdout (up to `limit` bytes) instead of inheriting it; read it from the
+    /// returned handle after the guest ran.
+    pub fn capture_stdout(&mut self, limit: usize) -> CapturedOutput {
+        let out = CapturedOutput(MemoryOutputPipe::new(limit));
+        self.stdout = Some(out.clone());
+        out
+    }
+
+    /// The name for logs.
+    pub(crate) fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .or_else(|| self.args.first().cloned())
+            .unwrap_or_else(|| "guest".into())
+    }
+
+    fn wasi(&self) -> anyhow::Result<WasiCtx> {
+        let mut b = WasiCtxBuilder::new();
+        if self.inherit_stdio {
+            b.inherit_stdio();
+        }
+        if let Some(out) = &self.stdout {
+            b.stdout(out.0.clone());
+        }
+        b.args(&self.args).envs(&self.env);
+        for p in &self.preopens {
+            let perms = if p.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            b.preopened_dir(&p.host, &p.guest, perms)
+                .map_err(|e| anyhow::anyhow!("cannot preopen {}: {e}", p.host.display()))?;
+        }
+        Ok(b.build())
+    }
+}
+
+/// The AFS side of a guest's store.
+pub(crate) struct AfsCtx {
+    pub(crate) host: Arc<Shared>,
+    pub(crate) grants: Vec<Grant>,
+    /// Bases of the memories the guest's mappings went into (to explain its traps).
+    pub(crate) memory_bases: Vec<usize>,
+    /// Live `mapping` resources, unmapped at exit if the guest did not drop them.
+    pub(crate) mappings: BTreeSet<u32>,
+}
+
+/// The data of a guest's `Store`.
+pub(crate) struct GuestState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) afs: AfsCtx,
+}
+
+impl GuestState {
+    pub(crate) fn new(host: Arc<Shared>, config: &GuestConfig) -> anyhow::Result<Self> {
+        Ok(GuestState {
+            wasi: config.wasi()?,
+            table: ResourceTable::new(),
+            afs: AfsCtx {
+                host,
+                grants: config.grants.clone(),
+                memory_bases: Vec::new(),
+                mappings: BTreeSet::new(),
+            },
+        })
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

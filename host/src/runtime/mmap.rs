@@ -1,0 +1,233 @@
+//! `afs:client/mmap.map`, implemented by hand, and the `mapping` resource.
+//!
+//! The guest names the region to map over as a `list<u8>`. Lifted as a
+//! [`WasmList<u8>`] (not a `Vec<u8>`, which would copy it), `as_le_slice` gives the
+//! region's exact host address and length, bounds-checked against the guest's memory by
+//! wasmtime; [`GuestRegion::find`] then checks it against the live guest memories
+//! before the pager maps file pages over it with `MAP_FIXED`.
+
+use wasmtime::component::{Linker, Resource, WasmList};
+use wasmtime::StoreContextMut;
+
+use super::bindings::afs::client::files::{Access, Error, ErrorCode, HostMapping};
+use super::errors::{pager_error, wit_error};
+use super::files::FileRes;
+use super::grants::{granted, normalize};
+use super::guest::GuestState;
+use crate::memory::{self, GuestRegion};
+use crate::pager::{self, MapRequest, Mapping};
+
+/// The WIT's page: regions and offsets are multiples of it.
+const PAGE: u64 = 4096;
+/// Longest mapping.
+const MAX_LENGTH: u64 = 1 << 32;
+
+/// A live mapping, as the guest's `mapping` resource. Dropping the resource unmaps it
+/// (storing its dirty pages first).
+pub struct MappingRes {
+    path: String,
+    mapping: Option<Mapping>,
+}
+
+impl MappingRes {
+    fn get(&self) -> &Mapping {
+        self.mapping
+            .as_ref()
+            .expect("a mapping resource holds its mapping until dropped")
+    }
+
+    /// Unmaps now, logging what went wrong (the guest has nobody to tell).
+    pub(crate) fn unmap(mut self) {
+        if let Some(m) = self.mapping.take() {
+            if let Err(e) = m.unmap() {
+                tracing::warn!(path = %self.path, error = %e, "unmap failed");
+            }
+        }
+    }
+}
+
+impl From<Access> for pager::Access {
+    fn from(a: Access) -> Self {
+        match a {
+            Access::Read => pager::Access::Read,
+            Access::ReadWrite => pager::Access::ReadWrite,
+        }
+    }
+}
+
+/// Defines `afs:client/mmap@0.1.0#map` in `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    type Params = (Resource<FileRes>, u64, u64, WasmList<u8>, Access);
+    linker.instance("afs:client/mmap@0.1.0")?.func_wrap(
+        "map",
+        |mut store: StoreContextMut<'_, GuestState>,
+         (file, offset, length, region, access): Params| {
+            let bytes = region.as_le_slice(&store);
+            let (ptr, len) = (bytes.as_ptr(), bytes.len());
+            let result = store
+                .data_mut()
+                .map(&file, offset, length, ptr, len, access)?;
+            Ok((result,))
+        },
+    )
+}
+
+fn invalid(path: &str, why: impl std::fmt::Display) -> Error {
+    wit_error(ErrorCode::InvalidArgument, format!("{path}: {why}"))
+}
+
+impl GuestState {
+    /// Checks everything about a map request the guest controls, then asks the pager.
+    fn map(
+        &mut self,
+        file: &Resource<FileRes>,
+        offset: u64,
+        length: u64,
+        ptr: *const u8,
+        len: usize,
+        access: Access,
+    ) -> wasmtime::Result<Result<Resource<MappingRes>, Error>> {
+        let f = self.table.get(file)?;
+        let path = f.path.clone();
+        let request = match self.check_map(f, offset, length, ptr, len, access) {
+            Ok(region) => MapRequest {
+                path: path.clone(),
+                node: f.node.clone(),
+                offset,
+                length,
+                region,
+                access: access.into(),
+            },
+            Err(e) => return Ok(Err(e)),
+        };
+        // The guest's trap messages need the base of the memory it maps into.
+        if let Some(m) = memory::memory_by_id(request.region.memory_id()) {
+            if !self.afs.memory_bases.contains(&m.base) {
+                self.afs.memory_bases.push(m.base);
+            }
+        }
+        let started = std::time::Instant::now();
+        match self.afs.host.pager.map(request) {
+            Ok(mapping) => {
+                tracing::debug!(%path, offset, length, ?access, took = ?started.elapsed(), "map");
+                let res = self.table.push(MappingRes {
+                    path,
+                    mapping: Some(mapping),
+                })?;
+                self.afs.mappings.insert(res.rep());
+                Ok(Ok(res))
+            }
+            Err(e) => Ok(Err(pager_error(&path, &e))),
+        }
+    }
+
+    fn check_map(
+        &self,
+        f: &FileRes,
+        offset: u64,
+        length: u64,
+        ptr: *const u8,
+        len: usize,
+        access: Access,
+    ) -> Result<GuestRegion, Error> {
+        let path = &f.path;
+        if length == 0 {
+            return Err(invalid(path, "cannot map zero bytes"));
+        }
+        if length > MAX_LENGTH {
+            return Err(invalid(
+                path,
+                format!("mapping length {length} is past 4 GiB"),
+            ));
+        }
+        if !offset.is_multiple_of(PAGE) {
+            return Err(invalid(
+                path,
+                format!("offset {offset} is not a multiple of {PAGE}"),
+            ));
+        }
+        if offset.checked_add(length).is_none() {
+            return Err(invalid(path, "offset + length overflows"));
+        }
+        if !(ptr as usize as u64).is_multiple_of(PAGE) {
+            return Err(invalid(
+                path,
+                format!("region at {ptr:p} is not {PAGE}-byte aligned"),
+            ));
+        }
+        let want = length.div_ceil(PAGE) * PAGE;
+        if len as u64 != want {
+            return Err(invalid(
+                path,
+                format!("region of {len} bytes for {length} bytes mapped (must be {want})"),
+            ));
+        }
+        if f.node.status.file_type != afs::types::FileType::File {
+            return Err(wit_error(
+                ErrorCode::IsDirectory,
+                format!("{path}: not a regular file"),
+            ));
+        }
+        if access == Access::ReadWrite {
+            if f.access != Access::ReadWrite {
+                return Err(wit_error(
+                    ErrorCode::ReadOnly,
+                    format!("{path}: read-write mapping of a file opened read-only"),
+                ));
+            }
+            // Opening read-write checked the grant; grants do not change, but say so.
+            let grant = normalize(path, None)
+                .ok()
+                .and_then(|p| granted(&self.afs.grants, &p));
+            if grant != Some(pager::Access::ReadWrite) {
+                return Err(wit_error(
+                    ErrorCode::ReadOnly,
+                    format!("{path}: granted read-only to this guest"),
+                ));
+            }
+        }
+        GuestRegion::find(ptr, len).map_err(|e| invalid(path, e))
+    }
+
+    /// Unmaps every mapping the guest still holds (at exit, before its memory goes).
+    pub(crate) fn unmap_all(&mut self) {
+        for rep in std::mem::take(&mut self.afs.mappings) {
+            if let Ok(m) = self.table.delete(Resource::<MappingRes>::new_own(rep)) {
+                m.unmap();
+            }
+        }
+    }
+}
+
+impl HostMapping for GuestState {
+    fn offset(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&m)?.get().offset())
+    }
+
+    fn length(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&m)?.get().length())
+    }
+
+    fn data_version(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&m)?.get().data_version())
+    }
+
+    fn sync(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<Result<(), Error>> {
+        let res = self.table.get(&m)?;
+        Ok(res.get().sync().map_err(|e| pager_error(&res.path, &e)))
+    }
+
+    fn revalidate_now(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<Result<u64, Error>> {
+        let res = self.table.get(&m)?;
+        Ok(res
+            .get()
+            .revalidate_now()
+            .map_err(|e| pager_error(&res.path, &e)))
+    }
+
+    fn drop(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<()> {
+        self.afs.mappings.remove(&m.rep());
+        self.table.delete(m)?.unmap();
+        Ok(())
+    }
+}
