@@ -12,3 +12,4 @@ pub mod afs_runtime;
 pub mod memory;
 pub mod pager;
 pub mod runtime;
+mod uffd;

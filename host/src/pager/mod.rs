@@ -1,22 +1,58 @@
 //! The pager: AFS file pages mapped into guest memory, kept coherent by page faults.
 //!
-//! (API scaffold; the implementation lands with the pager commit.)
+//! A mapping is the page store's memfd for the file, mapped `MAP_SHARED|MAP_FIXED` over a
+//! region of the guest's linear memory, and registered with userfaultfd for missing,
+//! minor and write-protect faults. Every guest that maps a file maps the same memfd, so
+//! the file's pages exist once in RAM and a write by one guest is seen by all at once.
+//!
+//! Coherence works as in Linux kAFS since 6e0e99d58a ("afs: Fix mmap coherency vs
+//! 3rd-party changes"):
+//! * a callback break, a server reset or an expired promise **zaps** the file's mappings
+//!   (`MADV_DONTNEED`: page-table entries go, the memfd keeps the bytes), off the
+//!   callback's reply path ([`zap`]);
+//! * the guest's next access faults into the **revalidate hook** ([`fault`]): the cheap
+//!   validity check first, FetchStatus when it fails, a refetch only of what changed, a
+//!   new promise, and then the whole surrounding range is mapped again at once
+//!   (fault-around), so a scan after a break costs a handful of faults;
+//! * the first write to a clean page raises a write-protect fault that marks it dirty;
+//!   `sync` re-arms write protection and stores the dirty pages (StoreData64).
+//!
+//! Faults are read by a dedicated thread that no guest ever runs on; anything that needs
+//! the network runs on the AFS runtime. A guest blocked in a fault therefore never waits
+//! for itself, whatever runtime the embedder runs guests on.
 
-use std::sync::Arc;
+mod fault;
+mod region;
+mod zap;
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use afs::cache::manager::CacheManager;
-use afs::cache::pages::FlushReport;
+use afs::cache::pages::{FlushReport, MAX_FILE_SIZE};
 use afs::client::Node;
 use afs::error::ErrorKind;
-use afs::types::Fid;
+use afs::types::{Fid, FileType};
+use tokio::runtime::Handle;
 
+use crate::afs_runtime::{block_on, RuntimeGone};
 use crate::memory::GuestRegion;
+use crate::uffd::Uffd;
+use region::{MappedFile, Region};
+
+/// The unit of mapping and of dirty tracking.
+pub const PAGE: usize = 4096;
+
+/// Longest mapping: a guest's whole 32-bit address space.
+pub const MAX_MAPPING: u64 = 4 << 30;
 
 /// What a fault does when no fileserver for the file answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnUnreachable {
-    /// Serve the cached bytes (which may be stale, or zeros if never fetched).
+    /// Serve the cached bytes (which may be stale); trap if nothing is cached.
     Stale,
     /// Make the access trap; the trap names the file ("AFS server unreachable: PATH").
     Trap,
@@ -27,6 +63,22 @@ pub enum OnUnreachable {
 #[derive(Debug, Clone)]
 pub struct PagerConfig {
     pub on_unreachable: OnUnreachable,
+    /// Bytes mapped (and fetched, if missing) per fault around the faulting address.
+    /// Minor faults on a fully cached region map the whole region.
+    pub fault_around: u64,
+    /// How often mapped files are checked for promises that ran out (they are zapped so
+    /// the next access revalidates).
+    pub expiry_sweep: Duration,
+}
+
+impl Default for PagerConfig {
+    fn default() -> Self {
+        Self {
+            on_unreachable: OnUnreachable::Wait(Duration::from_secs(30)),
+            fault_around: 8 << 20,
+            expiry_sweep: Duration::from_secs(1),
+        }
+    }
 }
 
 /// How a mapping may be used.
@@ -57,7 +109,7 @@ pub struct RevalidateEvent {
     pub path: String,
     pub fid: Fid,
     pub reason: Reason,
-    /// Whether the file's data version moved (cached pages were dropped).
+    /// Whether the file's data version moved (changed cached pages were dropped).
     pub data_changed: bool,
     pub data_version: u64,
     pub took: Duration,
@@ -80,17 +132,24 @@ pub enum PagerError {
     Afs(#[from] afs::rpc::Error),
     #[error("{0}: {1}")]
     Os(&'static str, std::io::Error),
+    #[error(transparent)]
+    RuntimeGone(#[from] RuntimeGone),
 }
 
 impl PagerError {
     /// The AFS meaning of the error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::InvalidArgument(_) | Self::Os(..) => ErrorKind::Other,
+            Self::InvalidArgument(_) | Self::Os(..) | Self::RuntimeGone(_) => ErrorKind::Other,
             Self::IsDirectory(_) => ErrorKind::IsDirectory,
             Self::ReadOnly(_) => ErrorKind::ReadOnly,
             Self::Afs(e) => e.kind(),
         }
+    }
+
+    /// Whether the error is a bad argument (as opposed to a failure).
+    pub fn is_invalid_argument(&self) -> bool {
+        matches!(self, Self::InvalidArgument(_))
     }
 }
 
@@ -107,65 +166,467 @@ pub struct MapRequest {
     pub access: Access,
 }
 
+/// Counters of the pager's work.
+#[derive(Debug, Default)]
+pub struct PagerStats {
+    pub faults_missing: AtomicU64,
+    pub faults_minor: AtomicU64,
+    pub faults_write_protect: AtomicU64,
+    /// Faults resolved on the fault thread without the network.
+    pub resolved_fast: AtomicU64,
+    /// Faults that needed the AFS runtime (validation or fetching).
+    pub resolved_slow: AtomicU64,
+    /// Nanoseconds from reading a fault to resolving it, summed.
+    pub fault_nanos: AtomicU64,
+    pub pages_mapped: AtomicU64,
+    pub revalidations: AtomicU64,
+    pub zaps: AtomicU64,
+    /// Accesses made to trap on purpose (unreachable server).
+    pub poisoned: AtomicU64,
+}
+
+/// A copy of [`PagerStats`] at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PagerStatsSnapshot {
+    pub faults_missing: u64,
+    pub faults_minor: u64,
+    pub faults_write_protect: u64,
+    pub resolved_fast: u64,
+    pub resolved_slow: u64,
+    pub fault_nanos: u64,
+    pub pages_mapped: u64,
+    pub revalidations: u64,
+    pub zaps: u64,
+    pub poisoned: u64,
+}
+
+impl PagerStatsSnapshot {
+    /// Faults of every kind.
+    pub fn faults(&self) -> u64 {
+        self.faults_missing + self.faults_minor + self.faults_write_protect
+    }
+}
+
+impl PagerStats {
+    pub fn snapshot(&self) -> PagerStatsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PagerStatsSnapshot {
+            faults_missing: g(&self.faults_missing),
+            faults_minor: g(&self.faults_minor),
+            faults_write_protect: g(&self.faults_write_protect),
+            resolved_fast: g(&self.resolved_fast),
+            resolved_slow: g(&self.resolved_slow),
+            fault_nanos: g(&self.fault_nanos),
+            pages_mapped: g(&self.pages_mapped),
+            revalidations: g(&self.revalidations),
+            zaps: g(&self.zaps),
+            poisoned: g(&self.poisoned),
+        }
+    }
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Mapped regions by address, and mapped files with their mapping counts.
+#[derive(Default)]
+struct Maps {
+    regions: BTreeMap<usize, Arc<Region>>,
+    files: HashMap<Fid, (Arc<MappedFile>, usize)>,
+}
+
 /// Maps files into guest memory and serves the faults.
-pub struct Pager {}
+pub struct Pager {
+    uffd: Uffd,
+    cache: Arc<CacheManager>,
+    runtime: Handle,
+    config: PagerConfig,
+    maps: RwLock<Maps>,
+    observers: RwLock<Vec<Arc<dyn RevalidateObserver>>>,
+    stats: PagerStats,
+    next_id: AtomicU64,
+    /// An eventfd that tells the fault thread to stop.
+    stop: OwnedFd,
+}
 
 impl Pager {
+    /// Starts the pager: its userfaultfd, the fault thread, and the tasks that zap
+    /// mappings on callback breaks and expired promises.
     pub fn new(
-        _cache: Arc<CacheManager>,
-        _runtime: tokio::runtime::Handle,
-        _config: PagerConfig,
+        cache: Arc<CacheManager>,
+        runtime: Handle,
+        config: PagerConfig,
     ) -> Result<Arc<Self>, PagerError> {
-        unimplemented!("pager scaffold")
+        let uffd = Uffd::open().map_err(|e| PagerError::Os("userfaultfd", e))?;
+        // SAFETY: eventfd(2) takes a count and flags and returns a new descriptor or -1.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(PagerError::Os("eventfd", std::io::Error::last_os_error()));
+        }
+        // SAFETY: `raw` is a new descriptor that nothing else owns.
+        let stop = unsafe { OwnedFd::from_raw_fd(raw) };
+        let pager = Arc::new(Self {
+            uffd,
+            cache,
+            runtime,
+            config,
+            maps: RwLock::default(),
+            observers: RwLock::default(),
+            stats: PagerStats::default(),
+            next_id: AtomicU64::new(1),
+            stop,
+        });
+        fault::spawn_thread(&pager).map_err(|e| PagerError::Os("fault thread", e))?;
+        zap::spawn_watchers(&pager);
+        Ok(pager)
     }
 
     /// Adds an observer of the revalidate hook.
-    pub fn observe(&self, _observer: Arc<dyn RevalidateObserver>) {
-        unimplemented!("pager scaffold")
+    pub fn observe(&self, observer: Arc<dyn RevalidateObserver>) {
+        self.observers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(observer);
     }
 
-    /// Maps `req.region` onto the file's pages. Blocks (validation, the first fetch).
-    pub fn map(self: &Arc<Self>, _req: MapRequest) -> Result<Mapping, PagerError> {
-        unimplemented!("pager scaffold")
+    pub fn stats(&self) -> PagerStatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    pub fn cache(&self) -> &Arc<CacheManager> {
+        &self.cache
+    }
+
+    /// Maps `req.region` onto the file's pages. Blocks while the file is validated.
+    pub fn map(self: &Arc<Self>, req: MapRequest) -> Result<Mapping, PagerError> {
+        check_request(&req)?;
+        let file = self.mapped_file(&req)?;
+        let len = req.region.len();
+        let end = req.offset + len as u64;
+        file.cache
+            .reserve_mapped(end)
+            .map_err(|e| PagerError::Os("sizing the page store", std::io::Error::other(e)))?;
+        let region = Arc::new(Region {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            file: file.clone(),
+            addr: req.region.addr(),
+            len,
+            length: req.length,
+            offset: req.offset,
+            access: req.access,
+            poisoned: Mutex::new(None),
+        });
+        self.insert(&region)?;
+        let mapped = region::map_shared(&req.region, file.cache.memfd(), req.offset, req.access)
+            .map_err(|e| PagerError::Os("mmap", e))
+            .and_then(|()| {
+                self.uffd
+                    .register(region.addr, region.len)
+                    .map_err(|e| PagerError::Os("userfaultfd register", e))
+            });
+        if let Err(e) = mapped {
+            self.remove(&region);
+            let _ = region::restore_anonymous(region.addr, region.len);
+            return Err(e);
+        }
+        tracing::debug!(path = %req.path, offset = req.offset, len, access = ?req.access, "mapped");
+        Ok(Mapping {
+            pager: self.clone(),
+            region: Some(region),
+        })
     }
 
     /// Stores every dirty page of the file, written by copy or through any mapping.
-    pub fn sync_file(&self, _node: &Node) -> Result<FlushReport, PagerError> {
-        unimplemented!("pager scaffold")
+    pub fn sync_file(&self, node: &Node) -> Result<FlushReport, PagerError> {
+        self.rearm_write_protect(node.fid)?;
+        let cache = self.cache.clone();
+        let node = self.current_node(node);
+        Ok(block_on(&self.runtime, async move {
+            cache.flush(&node).await
+        })??)
     }
 
     /// If a guest fault at host address `addr` was the pager's doing (a write to a
     /// read-only mapping, an unreachable server under [`OnUnreachable::Trap`]), what to
     /// tell the user, naming the file.
-    pub fn explain_fault(&self, _addr: usize) -> Option<String> {
-        unimplemented!("pager scaffold")
+    pub fn explain_fault(&self, addr: usize) -> Option<String> {
+        let region = self.region_at(addr)?;
+        if let Some(msg) = region
+            .poisoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Some(msg);
+        }
+        (region.access == Access::Read)
+            .then(|| format!("write to a read-only mapping of {}", region.file.path))
     }
+
+    /// Every mapped file, with how many mappings it has.
+    pub fn mapped_files(&self) -> Vec<(Fid, String, usize)> {
+        let maps = self.maps.read().unwrap_or_else(|p| p.into_inner());
+        maps.files
+            .values()
+            .map(|(f, n)| (f.fid, f.path.clone(), *n))
+            .collect()
+    }
+}
+
+impl Pager {
+    /// The shared record of the mapped file, validated now if it is new.
+    fn mapped_file(&self, req: &MapRequest) -> Result<Arc<MappedFile>, PagerError> {
+        if let Some((f, _)) = self.maps().files.get(&req.node.fid) {
+            return Ok(f.clone());
+        }
+        let cache = self.cache.clone();
+        let node = req.node.clone();
+        let node = block_on(&self.runtime, async move { cache.revalidate(&node).await })??;
+        let file_cache = self.cache.open_file(&node)?;
+        Ok(Arc::new(MappedFile {
+            fid: node.fid,
+            path: req.path.clone(),
+            node: Mutex::new(node),
+            _hold: file_cache.hold(),
+            cache: file_cache,
+            zap_gen: AtomicU64::new(0),
+            zap_reason: Mutex::new(None),
+        }))
+    }
+
+    fn maps(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
+        self.maps.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, region: &Arc<Region>) -> Result<(), PagerError> {
+        let mut maps = self.maps.write().unwrap_or_else(|p| p.into_inner());
+        let end = region.addr + region.len;
+        let overlaps = maps
+            .regions
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, r)| r.addr + r.len > region.addr);
+        if overlaps {
+            return Err(PagerError::InvalidArgument(
+                "the region overlaps a live mapping".into(),
+            ));
+        }
+        maps.regions.insert(region.addr, region.clone());
+        let entry = maps
+            .files
+            .entry(region.file.fid)
+            .or_insert_with(|| (region.file.clone(), 0));
+        entry.1 += 1;
+        Ok(())
+    }
+
+    fn remove(&self, region: &Arc<Region>) {
+        let mut maps = self.maps.write().unwrap_or_else(|p| p.into_inner());
+        if maps
+            .regions
+            .get(&region.addr)
+            .is_some_and(|r| r.id == region.id)
+        {
+            maps.regions.remove(&region.addr);
+        }
+        if let Some(entry) = maps.files.get_mut(&region.file.fid) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                maps.files.remove(&region.file.fid);
+            }
+        }
+    }
+
+    fn region_at(&self, addr: usize) -> Option<Arc<Region>> {
+        let maps = self.maps();
+        let (_, r) = maps.regions.range(..=addr).next_back()?;
+        r.contains(addr).then(|| r.clone())
+    }
+
+    fn regions_of(&self, fid: Fid) -> Vec<Arc<Region>> {
+        self.maps()
+            .regions
+            .values()
+            .filter(|r| r.file.fid == fid)
+            .cloned()
+            .collect()
+    }
+
+    /// The newest node the pager has for the file (validation refreshes it).
+    fn current_node(&self, node: &Node) -> Node {
+        match self.maps().files.get(&node.fid) {
+            Some((f, _)) => f.node(),
+            None => node.clone(),
+        }
+    }
+
+    /// Write-protect every writable mapping of `fid` again, so writes after this point
+    /// fault and mark their pages dirty (a store that is copying them cannot lose them).
+    fn rearm_write_protect(&self, fid: Fid) -> Result<(), PagerError> {
+        for r in self.regions_of(fid) {
+            if r.access == Access::ReadWrite {
+                self.uffd
+                    .write_protect(r.addr, r.len, true)
+                    .map_err(|e| PagerError::Os("userfaultfd write-protect", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn unmap(&self, region: &Arc<Region>) -> Result<(), PagerError> {
+        let flushed = if region.access == Access::ReadWrite && region.file.cache.has_unflushed() {
+            self.sync_file(&region.file.node()).map(drop)
+        } else {
+            Ok(())
+        };
+        self.remove(region);
+        // The range is unregistered with the mapping that replaces it (a new VMA).
+        let restored = region::restore_anonymous(region.addr, region.len)
+            .map_err(|e| PagerError::Os("restoring guest memory", e));
+        tracing::debug!(path = %region.file.path, offset = region.offset, "unmapped");
+        flushed.and(restored)
+    }
+
+    fn emit(&self, event: &RevalidateEvent) {
+        tracing::info!(
+            path = %event.path,
+            reason = ?event.reason,
+            changed = event.data_changed,
+            dv = event.data_version,
+            took_us = event.took.as_micros() as u64,
+            "revalidated"
+        );
+        for o in self
+            .observers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            o.revalidated(event);
+        }
+    }
+}
+
+impl Drop for Pager {
+    fn drop(&mut self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own eventfd.
+        unsafe { libc::write(self.stop.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+}
+
+fn check_request(req: &MapRequest) -> Result<(), PagerError> {
+    let bad = |m: String| Err(PagerError::InvalidArgument(format!("{}: {m}", req.path)));
+    if req.node.status.file_type == FileType::Directory {
+        return Err(PagerError::IsDirectory(req.path.clone()));
+    }
+    if req.node.status.file_type != FileType::File {
+        return bad("not a regular file".into());
+    }
+    if req.length == 0 {
+        return bad("mapping length is zero".into());
+    }
+    if req.length > MAX_MAPPING {
+        return bad(format!("mapping length {} is over 4 GiB", req.length));
+    }
+    if !req.offset.is_multiple_of(PAGE as u64) {
+        return bad(format!(
+            "file offset {} is not a multiple of 4096",
+            req.offset
+        ));
+    }
+    if req
+        .offset
+        .checked_add(req.length)
+        .is_none_or(|e| e > MAX_FILE_SIZE)
+    {
+        return bad("the range ends past the largest file".into());
+    }
+    if !req.region.addr().is_multiple_of(PAGE) {
+        return bad("the region is not 4096-byte aligned".into());
+    }
+    let want = req.length.div_ceil(PAGE as u64) * PAGE as u64;
+    if req.region.len() as u64 != want {
+        return bad(format!(
+            "the region is {} bytes; mapping {} bytes needs exactly {want}",
+            req.region.len(),
+            req.length
+        ));
+    }
+    Ok(())
 }
 
 /// A live mapping. Dropping it stores its dirty pages and unmaps it (errors are logged;
 /// call [`Mapping::unmap`] to see them).
-pub struct Mapping {}
+pub struct Mapping {
+    pager: Arc<Pager>,
+    region: Option<Arc<Region>>,
+}
 
 impl Mapping {
+    fn region(&self) -> &Arc<Region> {
+        // Only `unmap` (which consumes self) and `drop` take the region.
+        self.region.as_ref().expect("a live mapping has its region")
+    }
+
     pub fn offset(&self) -> u64 {
-        unimplemented!("pager scaffold")
+        self.region().offset
     }
+
     pub fn length(&self) -> u64 {
-        unimplemented!("pager scaffold")
+        self.region().length
     }
+
+    pub fn access(&self) -> Access {
+        self.region().access
+    }
+
+    /// The path the file was mapped by.
+    pub fn path(&self) -> &str {
+        &self.region().file.path
+    }
+
+    /// The data version the mapped bytes belong to.
     pub fn data_version(&self) -> u64 {
-        unimplemented!("pager scaffold")
+        let file = &self.region().file;
+        file.cache
+            .data_version()
+            .unwrap_or_else(|| file.node().status.data_version())
     }
+
     /// Stores the pages written through this mapping (and the file's other dirty pages).
     pub fn sync(&self) -> Result<(), PagerError> {
-        unimplemented!("pager scaffold")
+        let region = self.region();
+        if region.access == Access::Read {
+            return Ok(());
+        }
+        self.pager.sync_file(&region.file.node()).map(drop)
     }
+
     /// Validates now and refreshes changed bytes; returns the data version.
     pub fn revalidate_now(&self) -> Result<u64, PagerError> {
-        unimplemented!("pager scaffold")
+        let pager = self.pager.clone();
+        let file = self.region().file.clone();
+        let rt = self.pager.runtime.clone();
+        Ok(block_on(&rt, async move {
+            pager.revalidate(&file, Reason::Requested).await
+        })??)
     }
+
     /// Stores dirty pages, then gives the region back as zeroed anonymous memory.
-    pub fn unmap(self) -> Result<(), PagerError> {
-        unimplemented!("pager scaffold")
+    pub fn unmap(mut self) -> Result<(), PagerError> {
+        let region = self.region.take().expect("a live mapping has its region");
+        self.pager.unmap(&region)
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if let Some(region) = self.region.take() {
+            if let Err(e) = self.pager.unmap(&region) {
+                tracing::warn!(path = %region.file.path, "unmapping: {e}");
+            }
+        }
     }
 }

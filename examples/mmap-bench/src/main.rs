@@ -1,0 +1,97 @@
+//! mmap-bench: times scans of a mapped AFS file, inside the guest.
+//!
+//! ```text
+//! mmap-bench PATH [--rounds N] [--after-change]
+//! ```
+//!
+//! Maps the whole file read-only and prints, one `key=value` per line:
+//! * `cold_ns`: the first scan (every page faults in, fetched from the fileserver if the
+//!   host has not cached it);
+//! * `warm_mapped_ns`: the median of N more scans of the mapping;
+//! * `warm_plain_ns`: the median of N scans of a copy of the file in ordinary guest memory
+//!   (the same scan function);
+//! * with `--after-change`: prints `ready dv=<dv>`, waits for the file to change, then
+//!   scans the mapping once more (`after_change_ns`): the faults of that scan are the host's
+//!   revalidate path.
+//!
+//! The scan sums the bytes as u64 words, so the figures are bandwidth, not arithmetic.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use afs_guest::File;
+
+fn scan(bytes: &[u8]) -> u64 {
+    let (head, words, tail) = {
+        // SAFETY: every bit pattern is a valid u64; align_to keeps the parts in bounds.
+        unsafe { bytes.align_to::<u64>() }
+    };
+    let mut sum = 0u64;
+    for &w in words {
+        sum = sum.wrapping_add(w);
+    }
+    for &b in head.iter().chain(tail) {
+        sum = sum.wrapping_add(b as u64);
+    }
+    sum
+}
+
+fn timed(bytes: &[u8]) -> (u64, u64) {
+    let t = Instant::now();
+    let sum = black_box(scan(black_box(bytes)));
+    (t.elapsed().as_nanos() as u64, sum)
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let path = args
+        .get(1)
+        .ok_or("usage: mmap-bench PATH [--rounds N] [--after-change]")?;
+    let rounds: usize = match args.iter().position(|a| a == "--rounds") {
+        Some(i) => args.get(i + 1).ok_or("--rounds needs a value")?.parse()?,
+        None => 5,
+    };
+    let after_change = args.iter().any(|a| a == "--after-change");
+    let file = File::open(path)?;
+    let len = file.stat()?.length;
+    let mapping = file.map_read(0..len)?;
+    let (cold, sum) = timed(&mapping);
+    println!("bytes={len}");
+    println!("cold_ns={cold}");
+    let warm: Vec<u64> = (0..rounds).map(|_| timed(&mapping).0).collect();
+    println!("warm_mapped_ns={}", median(warm));
+    let mut plain = Vec::with_capacity(len as usize);
+    let piece = 16 << 20;
+    while (plain.len() as u64) < len {
+        let got = file.read_at(plain.len() as u64, piece)?;
+        if got.is_empty() {
+            break;
+        }
+        plain.extend_from_slice(&got);
+    }
+    let (_, plain_sum) = timed(&plain);
+    if plain_sum != sum {
+        return Err("the mapping and the copy differ".into());
+    }
+    let warm: Vec<u64> = (0..rounds).map(|_| timed(&plain).0).collect();
+    println!("warm_plain_ns={}", median(warm));
+    drop(plain);
+    if after_change {
+        let dv = mapping.data_version();
+        println!("ready dv={dv}");
+        if file
+            .wait_for_change(dv, Duration::from_secs(120))?
+            .is_none()
+        {
+            return Err("the file did not change within 120 s".into());
+        }
+        let (t, _) = timed(&mapping);
+        println!("after_change_ns={t}");
+    }
+    Ok(())
+}

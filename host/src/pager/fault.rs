@@ -1,0 +1,338 @@
+//! The revalidate hook: resolving guest page faults.
+//!
+//! The fault thread reads userfaultfd events and resolves what it can at once: a
+//! write-protect fault (first write to a clean page: mark it dirty, let the write
+//! through) and a fault on a file whose promise holds and whose pages are cached (map the
+//! surrounding range again). Anything else (an invalid promise, pages to fetch) goes to a
+//! task on the AFS runtime, which validates, refetches what changed, maps, and wakes the
+//! guest. Resolutions map whole ranges (fault-around), so a scan faults a few times, not
+//! once a page.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use afs::cache::validity::{Check, Why};
+use afs::error::ErrorKind;
+
+use super::region::{self, MappedFile, Region};
+use super::{add, Access, OnUnreachable, Pager, PagerError, Reason, RevalidateEvent, PAGE};
+use crate::uffd::{Fault, FaultKind};
+
+/// Starts the thread that reads and resolves faults until the pager drops.
+pub(super) fn spawn_thread(pager: &Arc<Pager>) -> std::io::Result<()> {
+    let weak = Arc::downgrade(pager);
+    let (uffd, stop) = (pager.uffd.as_raw_fd(), pager.stop.as_raw_fd());
+    std::thread::Builder::new()
+        .name("afs-pager".into())
+        .spawn(move || fault_loop(weak, uffd, stop))
+        .map(drop)
+}
+
+fn fault_loop(pager: Weak<Pager>, uffd: i32, stop: i32) {
+    let mut faults = Vec::with_capacity(32);
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: uffd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: stop,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: polls two descriptors described by a live array of two pollfds. The
+        // descriptors belong to the pager, which signals `stop` before closing them.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if rc < 0 {
+            continue; // EINTR
+        }
+        if fds[1].revents != 0 {
+            return;
+        }
+        let Some(pager) = pager.upgrade() else { return };
+        faults.clear();
+        match pager.uffd.read_faults(&mut faults) {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!("reading userfaultfd: {e}");
+                return;
+            }
+        }
+        for f in faults.drain(..) {
+            pager.handle(f, Instant::now());
+        }
+    }
+}
+
+/// The file bytes to map for a fault at file offset `at` in `region`.
+fn window(region: &Region, at: u64, around: u64) -> (u64, u64) {
+    let around = around.max(PAGE as u64);
+    let start = at - at % around;
+    let r_end = region.offset + region.len as u64;
+    (start.max(region.offset), (start + around).min(r_end))
+}
+
+impl Pager {
+    fn handle(self: &Arc<Self>, fault: Fault, started: Instant) {
+        let page = fault.address & !(PAGE - 1);
+        let Some(region) = self.region_at(page) else {
+            // Unmapped meanwhile: let the access retry against what is there now.
+            let _ = self.uffd.wake(page, PAGE);
+            return;
+        };
+        match fault.kind {
+            FaultKind::WriteProtect => {
+                add(&self.stats.faults_write_protect, 1);
+                self.mark_written(&region, page);
+                self.finish(started, true);
+            }
+            FaultKind::Minor | FaultKind::Missing => {
+                let counter = match fault.kind {
+                    FaultKind::Minor => &self.stats.faults_minor,
+                    _ => &self.stats.faults_missing,
+                };
+                add(counter, 1);
+                if self.try_fast(&region, &fault) {
+                    self.finish(started, true);
+                } else {
+                    let pager = self.clone();
+                    self.runtime.spawn(async move {
+                        pager.resolve_slow(region, fault).await;
+                        pager.finish(started, false);
+                    });
+                }
+            }
+        }
+    }
+
+    fn finish(&self, started: Instant, fast: bool) {
+        let counter = if fast {
+            &self.stats.resolved_fast
+        } else {
+            &self.stats.resolved_slow
+        };
+        add(counter, 1);
+        add(&self.stats.fault_nanos, started.elapsed().as_nanos() as u64);
+    }
+
+    /// The first write to a clean page: mark it dirty and let the write through.
+    fn mark_written(&self, region: &Region, page: usize) {
+        let p = region.file_offset(page) / PAGE as u64;
+        region.file.cache.mark_dirty(p..p + 1);
+        if let Err(e) = self.uffd.write_protect(page, PAGE, false) {
+            tracing::error!(path = %region.file.path, "clearing write protection: {e}");
+        }
+    }
+
+    /// Resolve on the fault thread if no network is needed: the promise holds, the cached
+    /// pages belong to the validated data version, and the range is cached.
+    fn try_fast(&self, region: &Arc<Region>, fault: &Fault) -> bool {
+        let file = &region.file;
+        let gen = file.zap_gen.load(Ordering::Acquire);
+        if self.validity_reason(file).is_some() {
+            return false;
+        }
+        let at = region.file_offset(fault.address);
+        let mut range = window(region, at, self.config.fault_around);
+        if fault.kind == FaultKind::Minor {
+            let whole = (region.offset, region.offset + region.len as u64);
+            if self.cached(file, whole) {
+                range = whole;
+            }
+        }
+        if !self.cached(file, range) {
+            return false;
+        }
+        self.map_range(region, range, gen);
+        true
+    }
+
+    /// Why the file must be revalidated before its pages may be mapped, if it must.
+    fn validity_reason(&self, file: &MappedFile) -> Option<Reason> {
+        let why = match self.cache.client().check(file.fid) {
+            Check::Valid => {
+                // Judge by the status table, not our node: a path resolution or a stat
+                // may have learnt of a new data version (with a new promise) meanwhile.
+                let validity = self.cache.client().validity();
+                let table = validity.lock().unwrap_or_else(|p| p.into_inner());
+                let status_dv = table.status(file.fid).map(|s| s.data_version());
+                let fresh = status_dv.is_some() && file.cache.data_version() == status_dv;
+                return (!fresh).then_some(Reason::Break);
+            }
+            Check::Invalid(why) => why,
+        };
+        let zapped = *file.zap_reason.lock().unwrap_or_else(|p| p.into_inner());
+        Some(zapped.unwrap_or(match why {
+            Why::NoPromise => Reason::NoPromise,
+            Why::Expired => Reason::Expiry,
+            Why::Broken | Why::VolumeBroken => Reason::Break,
+            Why::ServerReset => Reason::ServerReset,
+        }))
+    }
+
+    /// Whether the file bytes `[start, end)` are in the page store (or read as zeros).
+    fn cached(&self, file: &MappedFile, (start, end): (u64, u64)) -> bool {
+        let first = start / PAGE as u64;
+        let last = end.div_ceil(PAGE as u64);
+        file.cache.all_present(first..last)
+    }
+
+    /// Map the file bytes `[start, end)` into `region` and wake the faulting threads.
+    /// If a zap happened since `gen` was read, zap again: what was mapped may predate the
+    /// break.
+    fn map_range(&self, region: &Region, (start, end): (u64, u64), gen: u64) {
+        let file = &region.file;
+        let zeros = file.cache.zeros_from().div_ceil(PAGE as u64) * PAGE as u64;
+        if end > zeros {
+            let from = start.max(zeros);
+            if let Err(e) = region::allocate_zeros(file.cache.memfd(), from, end - from) {
+                tracing::error!(path = %file.path, "allocating zero pages: {e}");
+            }
+        }
+        let Some((addr, len)) = region.host_range(start, end) else {
+            return;
+        };
+        let wp = region.access == Access::ReadWrite;
+        match self.uffd.continue_range(addr, len, wp) {
+            Ok(n) => add(&self.stats.pages_mapped, n),
+            Err(e) => {
+                tracing::error!(path = %file.path, "mapping pages: {e}");
+                let _ = self.uffd.wake(addr, len);
+            }
+        }
+        if file.zap_gen.load(Ordering::Acquire) != gen {
+            let _ = region::zap(addr, len);
+        }
+    }
+
+    /// The slow path: validate (FetchStatus) if the promise is gone, fetch what is
+    /// missing, map, wake. A server that does not answer is handled by the policy.
+    async fn resolve_slow(self: &Arc<Self>, region: Arc<Region>, fault: Fault) {
+        let file = region.file.clone();
+        let deadline = match self.config.on_unreachable {
+            OnUnreachable::Wait(d) => Some(Instant::now() + d),
+            _ => None,
+        };
+        loop {
+            let gen = file.zap_gen.load(Ordering::Acquire);
+            match self.validate_and_fetch(&region, &fault).await {
+                Ok(range) => {
+                    self.map_range(&region, range, gen);
+                    self.read_ahead(&region, range);
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::ServerUnreachable => {
+                    if deadline.is_some_and(|d| Instant::now() < d) {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    self.unreachable(&region, &fault, &e, gen);
+                    return;
+                }
+                Err(e) => {
+                    let msg = format!("AFS error on {}: {e}", file.path);
+                    self.poison(&region, fault.address, msg);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn validate_and_fetch(
+        self: &Arc<Self>,
+        region: &Region,
+        fault: &Fault,
+    ) -> Result<(u64, u64), PagerError> {
+        let file = &region.file;
+        if let Some(reason) = self.validity_reason(file) {
+            self.revalidate(file, reason).await?;
+        }
+        let at = region.file_offset(fault.address);
+        let range = window(region, at, self.config.fault_around);
+        let node = file.node();
+        self.cache.populate(&node, range.0, range.1).await?;
+        Ok(range)
+    }
+
+    /// Fetch and map the next windows of a region ahead of a sequential reader.
+    fn read_ahead(self: &Arc<Self>, region: &Arc<Region>, (_, end): (u64, u64)) {
+        let r_end = region.offset + region.len as u64;
+        if end >= r_end {
+            return;
+        }
+        let around = self.config.fault_around.max(PAGE as u64);
+        let next = (end, (end + around).min(r_end));
+        if self.cached(&region.file, next) {
+            return;
+        }
+        let (pager, region) = (self.clone(), region.clone());
+        self.runtime.spawn(async move {
+            let gen = region.file.zap_gen.load(Ordering::Acquire);
+            if pager.validity_reason(&region.file).is_some() {
+                return;
+            }
+            let node = region.file.node();
+            if pager.cache.populate(&node, next.0, next.1).await.is_ok() {
+                pager.map_range(&region, next, gen);
+            }
+        });
+    }
+
+    /// The server cannot be reached while a guest waits on a fault: apply the policy.
+    fn unreachable(&self, region: &Region, fault: &Fault, e: &PagerError, gen: u64) {
+        let file = &region.file;
+        let at = region.file_offset(fault.address);
+        let range = window(region, at, self.config.fault_around);
+        if self.config.on_unreachable == OnUnreachable::Stale && self.cached(file, range) {
+            tracing::warn!(path = %file.path, "server unreachable, serving cached bytes: {e}");
+            self.map_range(region, range, gen);
+            return;
+        }
+        let msg = format!("AFS server unreachable: {}", file.path);
+        self.poison(region, fault.address, msg);
+    }
+
+    /// Make the access trap, with `msg` as the trap's explanation.
+    fn poison(&self, region: &Region, addr: usize, msg: String) {
+        tracing::warn!(path = %region.file.path, "guest access will trap: {msg}");
+        *region.poisoned.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+        add(&self.stats.poisoned, 1);
+        if let Err(e) = region::poison_page(addr) {
+            tracing::error!("protecting the page: {e}");
+        }
+        let _ = self.uffd.wake(addr & !(PAGE - 1), PAGE);
+    }
+
+    /// The revalidate hook proper: validate with the server, drop cached pages of older
+    /// data versions, note the new status, tell the observers.
+    pub(super) async fn revalidate(
+        &self,
+        file: &MappedFile,
+        reason: Reason,
+    ) -> Result<u64, PagerError> {
+        let started = Instant::now();
+        let before = file.cache.data_version();
+        let node = self.cache.revalidate(&file.node()).await?;
+        let dv = node.status.data_version();
+        *file.node.lock().unwrap_or_else(|p| p.into_inner()) = node;
+        file.zap_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        add(&self.stats.revalidations, 1);
+        self.emit(&RevalidateEvent {
+            path: file.path.clone(),
+            fid: file.fid,
+            reason,
+            data_changed: before.is_some_and(|b| b != dv),
+            data_version: dv,
+            took: started.elapsed(),
+        });
+        Ok(dv)
+    }
+}

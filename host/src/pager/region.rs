@@ -1,0 +1,186 @@
+//! A mapped region of guest memory, and the system calls that change what backs it.
+//!
+//! Every address range here was checked by [`GuestRegion::find`] to lie inside the
+//! accessible bytes of a live guest memory that the host owns: replacing its pages with
+//! `MAP_FIXED` can only change what that guest sees, never host memory.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use afs::cache::pages::{FileCache, Hold};
+use afs::client::Node;
+use afs::types::Fid;
+
+use super::{Access, Reason, PAGE};
+use crate::memory::GuestRegion;
+
+/// One file with at least one mapping, shared by all its mappings.
+pub(super) struct MappedFile {
+    pub fid: Fid,
+    /// The path the first mapper named (messages, events).
+    pub path: String,
+    /// The file's status as last validated (the fetcher needs its server).
+    pub node: Mutex<Node>,
+    pub cache: Arc<FileCache>,
+    /// Keeps mapped pages from eviction.
+    pub _hold: Hold,
+    /// Moves on every zap: a resolution that started before a zap re-zaps what it
+    /// mapped, so a break can never be lost in the gap between check and map.
+    pub zap_gen: AtomicU64,
+    /// Why the last zap happened, for the revalidate event of the next fault.
+    pub zap_reason: Mutex<Option<Reason>>,
+}
+
+impl MappedFile {
+    pub fn node(&self) -> Node {
+        self.node.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// One guest mapping.
+pub(super) struct Region {
+    pub id: u64,
+    pub file: Arc<MappedFile>,
+    /// Host address of the first mapped byte, page aligned.
+    pub addr: usize,
+    /// Bytes mapped: the requested length rounded up to whole pages.
+    pub len: usize,
+    /// The requested length (what the guest sees as the mapping's length).
+    pub length: u64,
+    /// File offset of `addr`.
+    pub offset: u64,
+    pub access: Access,
+    /// Set when the pager made an access trap on purpose (unreachable server): the
+    /// message the trap should carry.
+    pub poisoned: Mutex<Option<String>>,
+}
+
+impl Region {
+    pub fn contains(&self, addr: usize) -> bool {
+        addr >= self.addr && addr < self.addr + self.len
+    }
+
+    /// The host addresses of the pages of this region holding file bytes `[start, end)`,
+    /// clipped to the region.
+    pub fn host_range(&self, start: u64, end: u64) -> Option<(usize, usize)> {
+        let r_end = self.offset + self.len as u64;
+        let (s, e) = (start.max(self.offset), end.min(r_end));
+        (s < e).then(|| (self.addr + (s - self.offset) as usize, (e - s) as usize))
+    }
+
+    /// The file offset of host address `addr` in this region.
+    pub fn file_offset(&self, addr: usize) -> u64 {
+        self.offset + (addr - self.addr) as u64
+    }
+}
+
+/// Maps `len` bytes of `memfd` at file offset `offset` over `region`, shared, so the guest
+/// sees (and writes) the page store's pages.
+pub(super) fn map_shared(
+    region: &GuestRegion,
+    memfd: BorrowedFd<'_>,
+    offset: u64,
+    access: Access,
+) -> io::Result<()> {
+    let prot = match access {
+        Access::Read => libc::PROT_READ,
+        Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+    };
+    let offset = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset past off_t"))?;
+    // SAFETY: `region` lies inside the accessible bytes of a live guest memory (checked by
+    // `GuestRegion::find`), which the host reserved and only guest code reads through
+    // bounds-checked accesses; MAP_FIXED replaces exactly those pages and no others.
+    let p = unsafe {
+        libc::mmap(
+            region.addr() as *mut libc::c_void,
+            region.len(),
+            prot,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            memfd.as_raw_fd(),
+            offset,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Gives `[addr, addr + len)` back to the guest as fresh zeroed anonymous memory, as it
+/// was before the mapping. Does nothing if the guest memory is gone already (its
+/// reservation was unmapped, and the range may belong to someone else now).
+pub(super) fn restore_anonymous(addr: usize, len: usize) -> io::Result<()> {
+    let Ok(region) = GuestRegion::find(addr as *const u8, len) else {
+        return Ok(());
+    };
+    // SAFETY: as for `map_shared`: the range is inside a live guest memory; read-write
+    // private anonymous pages are what a guest memory's accessible bytes are made of.
+    let p = unsafe {
+        libc::mmap(
+            region.addr() as *mut libc::c_void,
+            region.len(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Drops the page-table entries of `[addr, addr + len)` (a mapped region): the memfd keeps
+/// the data, and the guest's next access to each page faults into the pager.
+pub(super) fn zap(addr: usize, len: usize) -> io::Result<()> {
+    // SAFETY: the range is a MAP_SHARED memfd mapping inside a live guest memory (the
+    // caller holds the region, which is removed before it is unmapped); MADV_DONTNEED on
+    // a shared mapping discards no data, only PTEs.
+    let rc = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the page at `addr` inaccessible so the guest's retry of the access traps (the
+/// pager then explains the trap with the region's poison message).
+pub(super) fn poison_page(addr: usize) -> io::Result<()> {
+    let page = addr & !(PAGE - 1);
+    // SAFETY: the page is inside a mapped region of a live guest memory; PROT_NONE only
+    // makes the guest's accesses there trap (wasmtime turns the fault into a trap).
+    let rc = unsafe { libc::mprotect(page as *mut libc::c_void, PAGE, libc::PROT_NONE) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Allocates zero pages in the memfd for `[offset, offset + len)` where it has holes, so
+/// that bytes past what the server has can be mapped (`UFFDIO_CONTINUE` needs a page).
+pub(super) fn allocate_zeros(memfd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "range past off_t",
+        ));
+    };
+    // SAFETY: fallocate on a descriptor we borrow; KEEP_SIZE never changes the file size
+    // and mode allocate never changes existing bytes.
+    let rc = unsafe { libc::fallocate(memfd.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub(super) fn bump(gen: &AtomicU64) -> u64 {
+    gen.fetch_add(1, Ordering::AcqRel) + 1
+}
