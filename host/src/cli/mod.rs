@@ -1,6 +1,7 @@
 //! Command-line parsing and the commands.
 
 mod files;
+mod run;
 mod watch;
 
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ pub enum Command {
     },
     /// Make a symbolic link at PATH pointing at TARGET.
     Ln { target: String, path: String },
+    /// Run a wasm guest (a wasm32-wasip2 command component) that may open and map the
+    /// AFS files it is granted.
+    Run(run::RunArgs),
     /// Print a line each time one of the files changes.
     Watch {
         paths: Vec<String>,
@@ -100,15 +104,26 @@ pub fn absolute(client: &Client, cell: Option<&str>, path: &str) -> Result<Strin
     Ok(format!("/afs/{cell}/{}", path.trim_start_matches('/')))
 }
 
+fn client_config(args: &Args) -> ClientConfig {
+    ClientConfig {
+        cellservdb: args.cellservdb.clone(),
+        thiscell: args.thiscell.clone(),
+        ..ClientConfig::default()
+    }
+}
+
+/// `afs-wasm run`: the guest's exit code. Call it outside any tokio runtime (the host
+/// brings its own).
+pub fn run_guest(args: Args) -> Result<i32> {
+    let client = client_config(&args);
+    match args.command {
+        Command::Run(run) => run::run(client, args.cell, run),
+        _ => anyhow::bail!("not a run command"),
+    }
+}
+
 pub async fn run(args: Args) -> Result<()> {
-    let client = std::sync::Arc::new(
-        Client::new(ClientConfig {
-            cellservdb: args.cellservdb.clone(),
-            thiscell: args.thiscell.clone(),
-            ..ClientConfig::default()
-        })
-        .await?,
-    );
+    let client = std::sync::Arc::new(Client::new(client_config(&args)).await?);
     let cell = args.cell.as_deref();
     let abs = |p: &str| absolute(&client, cell, p);
     let result = match &args.command {
@@ -147,6 +162,7 @@ pub async fn run(args: Args) -> Result<()> {
             };
             watch::watch(&client, &map(paths, abs)?, *count, format).await
         }
+        Command::Run(_) => Err(anyhow::anyhow!("`run` is handled outside the runtime")),
     };
     if args.verbose > 0 {
         files::print_stats(&client);

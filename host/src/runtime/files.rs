@@ -74,17 +74,7 @@ async fn fresh(
     node: &Node,
 ) -> AfsResult<(Node, Arc<FileCache>, Arc<NodeFetcher>)> {
     let node = cache.revalidate(node).await?;
-    let file = match cache.pages().get(node.fid) {
-        Some(f) => f,
-        None => {
-            let f = cache
-                .pages()
-                .open(node.fid, node.status.length())
-                .map_err(page_error)?;
-            f.note_data_version(node.status.data_version());
-            f
-        }
-    };
+    let file = cache.open_file(&node)?;
     let fetcher = Arc::new(NodeFetcher {
         client: cache.client().clone(),
         node: node.clone(),

@@ -56,24 +56,29 @@ impl Grant {
     }
 }
 
-/// `/afs/CELL/PATH[:ro|:rw]` (`:ro` if no suffix), as the CLI's `--grant` takes it.
-/// Relative prefixes are not accepted here (there is no default cell to apply): use
-/// [`Grant::new`] for those.
-impl FromStr for Grant {
-    type Err = BadPath;
-
-    fn from_str(s: &str) -> Result<Self, BadPath> {
+impl Grant {
+    /// `PATH[:ro|:rw]` (`:ro` if no suffix), as the CLI's `--grant` takes it; a PATH
+    /// not under `/afs/` is relative to `default_cell`.
+    pub fn parse(s: &str, default_cell: Option<&str>) -> Result<Self, BadPath> {
         let (path, access) = match s.rsplit_once(':') {
             Some((p, "ro")) => (p, Access::Read),
             Some((p, "rw")) => (p, Access::ReadWrite),
             _ => (s, Access::Read),
         };
-        if !path.starts_with("/afs/") {
-            return Err(BadPath(format!(
-                "{s}: a grant must be an absolute AFS path (/afs/CELL/...), optionally with :ro or :rw"
-            )));
-        }
-        Grant::new(path, access, None)
+        Grant::new(path, access, default_cell).map_err(|e| {
+            BadPath(format!(
+                "{e} (a grant is /afs/CELL/PATH, optionally with :ro or :rw)"
+            ))
+        })
+    }
+}
+
+/// [`Grant::parse`] without a default cell: `/afs/CELL/PATH[:ro|:rw]`.
+impl FromStr for Grant {
+    type Err = BadPath;
+
+    fn from_str(s: &str) -> Result<Self, BadPath> {
+        Grant::parse(s, None)
     }
 }
 
@@ -157,6 +162,8 @@ mod tests {
     #[test]
     fn grant_syntax() {
         assert!("data:rw".parse::<Grant>().is_err());
+        let g = Grant::parse("data:rw", Some("c")).unwrap();
+        assert_eq!(g.to_string(), "/afs/c/data:rw");
         let g: Grant = "/afs/c/d:rw".parse().unwrap();
         assert_eq!(
             (g.prefix(), g.access()),

@@ -14,7 +14,7 @@ use super::errors::{pager_error, wit_error};
 use super::files::FileRes;
 use super::grants::{granted, normalize};
 use super::guest::GuestState;
-use crate::memory::{self, GuestRegion};
+use crate::memory::{self, GuestRegion, RegionError};
 use crate::pager::{self, MapRequest, Mapping};
 
 /// The WIT's page: regions and offsets are multiples of it.
@@ -149,10 +149,15 @@ impl GuestState {
         if offset.checked_add(length).is_none() {
             return Err(invalid(path, "offset + length overflows"));
         }
+        // Messages give the guest its own addresses, never the host's.
+        let at = match memory::memory_containing(ptr as usize) {
+            Some(m) => format!("at {:#x}", ptr as usize - m.base),
+            None => "outside the guest's memory".to_string(),
+        };
         if !(ptr as usize as u64).is_multiple_of(PAGE) {
             return Err(invalid(
                 path,
-                format!("region at {ptr:p} is not {PAGE}-byte aligned"),
+                format!("region {at} is not {PAGE}-byte aligned"),
             ));
         }
         let want = length.div_ceil(PAGE) * PAGE;
@@ -186,7 +191,13 @@ impl GuestState {
                 ));
             }
         }
-        GuestRegion::find(ptr, len).map_err(|e| invalid(path, e))
+        GuestRegion::find(ptr, len).map_err(|e| {
+            let why = match e {
+                RegionError::PastEnd { .. } => "ends past the guest's memory",
+                _ => "is not in the guest's memory",
+            };
+            invalid(path, format!("region {at} of {len} bytes {why}"))
+        })
     }
 
     /// Unmaps every mapping the guest still holds (at exit, before its memory goes).

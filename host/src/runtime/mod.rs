@@ -4,12 +4,10 @@
 //! file mapped by ten guests is one copy in RAM.
 //!
 //! ```no_run
-//! use afs_wasm_host::pager::{OnUnreachable, PagerConfig};
 //! use afs_wasm_host::runtime::{GuestConfig, Host, HostConfig};
 //!
 //! # fn main() -> anyhow::Result<()> {
-//! let pager = PagerConfig { on_unreachable: OnUnreachable::Stale };
-//! let host = Host::new(HostConfig::new(Default::default(), pager))?;
+//! let host = Host::new(HostConfig::new(Default::default(), Default::default()))?;
 //! let guest = GuestConfig::new("reader.wasm")
 //!     .grant("/afs/example.org/data:ro".parse()?)
 //!     .arg("/afs/example.org/data/file");
