@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use afs_wasm_host::pager::{Access, PagerConfig, Reason, RevalidateEvent, RevalidateObserver};
+use afs_wasm_host::pager::{
+    Access, OnUnreachable, PagerConfig, Reason, RevalidateEvent, RevalidateObserver,
+};
 use afs_wasm_host::runtime::{CapturedOutput, GuestConfig, Host, HostConfig};
 use common::*;
 
@@ -362,4 +364,74 @@ fn bad_mapping_requests_get_clear_errors_and_the_host_keeps_serving() {
     let (code, out) = run_captured(&host, "plugin-guest", &[&path], Access::Read);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("bytes=10000 "), "{out}");
+}
+
+#[test]
+fn after_a_fileserver_restart_that_drops_callbacks_later_writes_are_still_seen() {
+    let _g = exclusive();
+    // A restarted fileserver that forgot us breaks nothing: the client's prober is what
+    // notices (the server answers the probe with InitCallBackState3), so probe often here.
+    let mut client = config();
+    client.probe_interval = Some(Duration::from_secs(2));
+    let host = Arc::new(
+        Host::new(HostConfig::new(client, PagerConfig::default())).expect("start the host"),
+    );
+    let path = unique_path("restart");
+    put(&host, &path, &[0u8; 10]);
+    let reader = spawn_guest(
+        &host,
+        "mmap-reader",
+        &[
+            &path,
+            "--interval-ms",
+            "10",
+            "--changes-only",
+            "--count",
+            "3",
+        ],
+        Access::Read,
+    );
+    reader.wait_for_line("00");
+    afsio_write(&path, &[1u8; 10]);
+    reader.wait_for_line("01");
+    cell_sh(&["fs-restart", "drop"]);
+    afsio_write(&path, &[2u8; 10]);
+    reader.wait_for_line("02");
+    let (code, lines) = reader.finish();
+    assert_eq!(code.unwrap(), 0);
+    assert_eq!(lines, ["00", "01", "02"]);
+}
+
+#[test]
+fn a_fault_while_the_server_is_down_traps_naming_the_file_under_the_trap_policy() {
+    let _g = exclusive();
+    let host = Arc::new(host_with(PagerConfig {
+        on_unreachable: OnUnreachable::Trap,
+        ..PagerConfig::default()
+    }));
+    let path = unique_path("down");
+    put(&host, &path, &[5u8; 10]);
+    let fid = fid_of(&host, &path);
+    let reader = spawn_guest(
+        &host,
+        "mmap-reader",
+        &[&path, "--interval-ms", "10"],
+        Access::Read,
+    );
+    reader.wait_for_line("05");
+    cell_sh(&["fs-stop"]);
+    break_callback(&host, fid);
+    let (result, lines) = reader.finish();
+    cell_sh(&["fs-start"]);
+    let err = result.expect_err("the access traps");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&format!("AFS server unreachable: {path}")),
+        "{msg}"
+    );
+    assert!(lines.iter().all(|l| l == "05"), "{lines:?}");
+    // The host still serves once the server is back.
+    let (code, out) = run_captured(&host, "plugin-guest", &[&path], Access::Read);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("bytes=10 sum=50 "), "{out}");
 }
