@@ -27,12 +27,16 @@ pub struct RunArgs {
     /// Set an environment variable for the guest.
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
-    /// The guest component (wasm32-wasip2).
-    #[arg(value_name = "GUEST.wasm")]
-    pub wasm: PathBuf,
-    /// Arguments for the guest.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+    /// The guest component (wasm32-wasip2), then its arguments. Everything after
+    /// GUEST.wasm goes to the guest, options included.
+    #[arg(
+        value_name = "GUEST.wasm [ARGS]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
 }
 
 fn parse_on_unreachable(s: &str) -> Result<OnUnreachable, String> {
@@ -59,8 +63,10 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 
 /// Runs the guest; returns its exit code.
 pub fn run(client: ClientConfig, cell: Option<String>, args: RunArgs) -> Result<i32> {
-    if !args.wasm.is_file() {
-        bail!("{}: no such file", args.wasm.display());
+    let mut command = args.command.into_iter();
+    let wasm = PathBuf::from(command.next().context("no guest given")?);
+    if !wasm.is_file() {
+        bail!("{}: no such file", wasm.display());
     }
     let mut pager = PagerConfig::default();
     if let Some(policy) = args.on_unreachable {
@@ -79,15 +85,15 @@ pub fn run(client: ClientConfig, cell: Option<String>, args: RunArgs) -> Result<
         tracing::debug!(grant = %g, "grant");
     }
     // argv[0] is the file name, as `wasmtime run` passes it.
-    let program = args.wasm.file_name().map_or_else(
-        || args.wasm.display().to_string(),
+    let program = wasm.file_name().map_or_else(
+        || wasm.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
     let mut guest = GuestConfig::new(program);
     guest.grants = grants;
-    guest.args.extend(args.args);
+    guest.args.extend(command);
     guest.env = args.env;
-    let result = host.run_command(&args.wasm, guest);
+    let result = host.run_command(&wasm, guest);
     host.shutdown();
     result
 }
