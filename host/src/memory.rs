@@ -174,7 +174,13 @@ impl GuestRegion {
     /// Runs `f` while the region's memory is guaranteed to stay mapped (the registry's
     /// read lock is held: a memory being dropped waits for `f`). Returns `None`, without
     /// running `f`, if the memory is gone: then the range may belong to something else
-    /// and must not be touched. `f` must not drop a guest memory.
+    /// and must not be touched. Keep `f` short (a `mmap`, an `madvise`): it holds up
+    /// every memory's growth and drop, and it must not call back into this module
+    /// (a recursive read lock can deadlock behind a waiting writer) nor drop a memory.
+    ///
+    /// Use this, not a new [`GuestRegion::find`] on the same address, for work on a
+    /// region long after it was found (unmap, zap): the address may belong to another
+    /// guest's memory by then, and only the memory id tells them apart.
     pub fn with_live<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
         let map = registry();
         map.values().any(|m| m.id == self.memory).then(f)
