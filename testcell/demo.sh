@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
-# The main job until guest mmaps land: bring up the local OpenAFS test cell and
-# use the afs-wasm file commands against it.
+# The main job: the seed scenario on the local OpenAFS test cell. Two `afs-wasm run`
+# processes (two AFS clients) run wasm guests against one AFS file: mmap-writer maps it
+# read-write, increments byte 0, syncs, every second; mmap-reader maps it read-only and
+# prints byte 0 every second. The reader follows the writer with no call of its own: the
+# fileserver breaks the reader host's callback, the host strips the guest's mapping, and
+# the guest's next read faults into the revalidate hook, which fetches the new byte.
+# Then OpenAFS's own afsio writes the file, and the reader follows it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 testcell/cell.sh up >&2
 set -a; . "$(testcell/cell.sh env)"; set +a
+examples/build-guests.sh -q >/dev/null
 cargo build --release -q -p afs-wasm-host
 afs=(target/release/afs-wasm --cellservdb "$AFS_CELLSERVDB" --thiscell "$AFS_THISCELL")
-run() { printf '\n$ afs-wasm %s\n' "$*"; "${afs[@]}" "$@"; }
-f="$AFS_TEST_DIR/hello.txt"
-mkdir -p "$AFS_TESTCELL_RUN/tmp"
-printf 'hello from afs-wasm\n' > "$AFS_TESTCELL_RUN/tmp/demo-hello"
-# afsio cannot truncate: its change has the same length.
-printf 'hello from afsio!!!\n' > "$AFS_TESTCELL_RUN/tmp/demo-change"
-run put "$AFS_TESTCELL_RUN/tmp/demo-hello" "$f"
-run ls -l "$AFS_TEST_DIR"
-run stat "$f"
-run cat "$f"
-printf '\n# a third party (OpenAFS afsio) changes the file while we watch it:\n'
-"${afs[@]}" watch --count 1 "$f" &
-watcher=$!
-sleep 1
-testcell/cell.sh afsio-put "$AFS_TESTCELL_RUN/tmp/demo-change" "$f" -force
-wait "$watcher"
-run cat "$f"
-run rm "$f"
+wasm=target/wasm32-wasip2/release
+f="$AFS_TEST_DIR/seed-counter"
+tmp="$AFS_TESTCELL_RUN/tmp"
+mkdir -p "$tmp"
+printf '\x00' > "$tmp/seed-zero"
+"${afs[@]}" put "$tmp/seed-zero" "$f"
+
+echo "# reader: afs-wasm run --grant $AFS_TEST_DIR:ro mmap-reader.wasm $f"
+"${afs[@]}" run --grant "$AFS_TEST_DIR:ro" "$wasm/mmap-reader.wasm" "$f" --count 9 \
+    | sed -u 's/^/reader: /' &
+reader=$!
+sleep 1.5
+echo "# writer: afs-wasm run --grant $AFS_TEST_DIR:rw mmap-writer.wasm $f --count 5"
+"${afs[@]}" run --grant "$AFS_TEST_DIR:rw" "$wasm/mmap-writer.wasm" "$f" --count 5 \
+    | sed -u 's/^/writer: /'
+echo "# a third party, OpenAFS's afsio, writes 0xaa"
+printf '\xaa' > "$tmp/seed-aa"
+testcell/cell.sh afsio-put "$tmp/seed-aa" "$f" -force
+wait "$reader"
+"${afs[@]}" rm "$f"

@@ -609,9 +609,9 @@ impl Mapping {
         let pager = self.pager.clone();
         let file = self.region().file.clone();
         let rt = self.pager.runtime.clone();
-        Ok(block_on(&rt, async move {
+        block_on(&rt, async move {
             pager.revalidate(&file, Reason::Requested).await
-        })??)
+        })?
     }
 
     /// Stores dirty pages, then gives the region back as zeroed anonymous memory.

@@ -659,7 +659,11 @@ async fn populate_fetches_only_missing_pages_and_copies_nothing_out() {
     assert!(!file.all_present(0..256));
     let mut page = vec![0; PAGE_SIZE as usize];
     file.memfd_file().read_exact_at(&mut page, MIB).unwrap();
-    assert_eq!(page, expected(MIB..MIB + PAGE_SIZE), "the memfd holds the bytes");
+    assert_eq!(
+        page,
+        expected(MIB..MIB + PAGE_SIZE),
+        "the memfd holds the bytes"
+    );
     file.populate(MIB, 2 * MIB, &server).await.unwrap();
     assert_eq!(server.fetch_calls(), 1, "nothing fetched twice");
 }
@@ -673,11 +677,20 @@ async fn pages_written_through_a_mapping_are_stored_and_mapped_memfd_never_shrin
     assert_eq!(file.memfd_file().metadata().unwrap().len(), 16 * PAGE_SIZE);
     file.populate(0, 3 * PAGE_SIZE, &server).await.unwrap();
     // A guest writes page 1 through its mapping: the bytes land in the memfd directly.
-    file.memfd_file().write_all_at(b"mapped", PAGE_SIZE).unwrap();
+    file.memfd_file()
+        .write_all_at(b"mapped", PAGE_SIZE)
+        .unwrap();
     assert_eq!(file.mark_dirty(1..2), 1);
-    assert_eq!(file.mark_dirty(5..9), 0, "pages past the end are not part of the file");
+    assert_eq!(
+        file.mark_dirty(5..9),
+        0,
+        "pages past the end are not part of the file"
+    );
     file.flush(&*server).await.unwrap();
-    assert_eq!(server.bytes(PAGE_SIZE as usize..PAGE_SIZE as usize + 6), b"mapped");
+    assert_eq!(
+        server.bytes(PAGE_SIZE as usize..PAGE_SIZE as usize + 6),
+        b"mapped"
+    );
     assert_eq!(server.stores().len(), 1, "only the written page is stored");
     file.set_len(PAGE_SIZE).unwrap();
     assert_eq!(
