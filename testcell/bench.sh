@@ -4,8 +4,12 @@
 #    afsio, MB/s and ratios;
 #  - latency: change notification, from OpenAFS's afsio write returning to `afs-wasm
 #    watch` reporting the change (p50/p99/max over BENCH_CHANGES changes), and the delay
-#    the watch itself reports (callback break arrival -> report).
-# Usage: [BENCH=all|throughput|latency] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
+#    the watch itself reports (callback break arrival -> report);
+#  - mmap: guests mapping a 64 MiB file (BENCH_MAP_MIB): warm mapped scan vs the same scan
+#    of plain guest memory, cold first scan vs afsio reading the file, faults and time per
+#    fault of a full scan after a third-party change, and the delay from an afsio write
+#    returning to a reader guest printing the new byte (BENCH_CHANGES writes).
+# Usage: [BENCH=all|throughput|latency|mmap] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-100}
@@ -13,7 +17,7 @@ rounds=${2:-3}
 section=${BENCH:-all}
 changes=${BENCH_CHANGES:-100}
 die() { echo "bench: $*" >&2; exit 1; }
-case $section in all | throughput | latency) ;; *) die "BENCH must be all, throughput or latency" ;; esac
+case $section in all | throughput | latency | mmap) ;; *) die "BENCH must be all, throughput, latency or mmap" ;; esac
 [[ $changes =~ ^[1-9][0-9]*$ ]] || die "BENCH_CHANGES must be a positive number"
 testcell/cell.sh up >&2
 # afsio crosses the same veth as afs-wasm, not the namespace's loopback.
@@ -172,8 +176,15 @@ wait_for() { # WHAT SECONDS CMD...: poll CMD every 10 ms; fail if the watch dies
     done
 }
 
+mmap() {
+    examples/build-guests.sh -q > /dev/null
+    cargo build --release -q -p afs-wasm-host --bin afs-wasm --example mmap_bench
+    target/release/examples/mmap_bench testcell/cell.sh "$AFS_TEST_DIR" "${BENCH_MAP_MIB:-64}" "$changes"
+}
+
 case $section in
-    all) throughput; echo; latency ;;
+    all) throughput; echo; latency; echo; mmap ;;
     throughput) throughput ;;
     latency) latency ;;
+    mmap) mmap ;;
 esac

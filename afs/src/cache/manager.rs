@@ -129,6 +129,7 @@ impl CacheManager {
         let mut node = node.clone();
         node.status = v.status;
         let dv = v.status.data_version();
+        tracing::debug!(fid = %node.fid, dv, "validated");
         if let Some(file) = self.pages.get(node.fid) {
             // Judge against the version the cached pages hold, not the status
             // table: path resolution may already have refreshed the table.
@@ -137,6 +138,7 @@ impl CacheManager {
                 file.truncate_to(v.status.length()).map_err(page_error)?;
             }
             file.note_data_version(dv);
+            tracing::debug!(fid = %node.fid, dv, "pages brought in line");
         }
         Ok(node)
     }

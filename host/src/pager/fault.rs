@@ -20,6 +20,9 @@ use super::region::{self, MappedFile, Region};
 use super::{add, Access, OnUnreachable, Pager, PagerError, Reason, RevalidateEvent, PAGE};
 use crate::uffd::{Fault, FaultKind};
 
+/// Windows fetched ahead of a fault that had to fetch (a sequential scan).
+const READ_AHEAD_WINDOWS: usize = 3;
+
 /// Starts the thread that reads and resolves faults until the pager drops.
 pub(super) fn spawn_thread(pager: &Arc<Pager>) -> std::io::Result<()> {
     let weak = Arc::downgrade(pager);
@@ -223,6 +226,11 @@ impl Pager {
             match self.validate_and_fetch(&region, &fault).await {
                 Ok(range) => {
                     self.map_range(&region, range, gen);
+                    tracing::debug!(
+                        path = %file.path,
+                        bytes = range.1 - range.0,
+                        "fault resolved"
+                    );
                     self.read_ahead(&region, range);
                     return;
                 }
@@ -255,32 +263,39 @@ impl Pager {
         let at = region.file_offset(fault.address);
         let range = window(region, at, self.config.fault_around);
         let node = file.node();
+        let t = Instant::now();
         self.cache.populate(&node, range.0, range.1).await?;
+        tracing::debug!(path = %file.path, took_us = t.elapsed().as_micros() as u64, "populated");
         Ok(range)
     }
 
-    /// Fetch and map the next windows of a region ahead of a sequential reader.
+    /// Fetch and map the next windows of a region ahead of a sequential reader, so that
+    /// several fetches are in flight while the guest scans what is mapped.
     fn read_ahead(self: &Arc<Self>, region: &Arc<Region>, (_, end): (u64, u64)) {
         let r_end = region.offset + region.len as u64;
-        if end >= r_end {
-            return;
-        }
         let around = self.config.fault_around.max(PAGE as u64);
-        let next = (end, (end + around).min(r_end));
-        if self.cached(&region.file, next) {
-            return;
-        }
-        let (pager, region) = (self.clone(), region.clone());
-        self.runtime.spawn(async move {
-            let gen = region.file.zap_gen.load(Ordering::Acquire);
-            if pager.validity_reason(&region.file).is_some() {
+        let mut start = end;
+        for _ in 0..READ_AHEAD_WINDOWS {
+            if start >= r_end {
                 return;
             }
-            let node = region.file.node();
-            if pager.cache.populate(&node, next.0, next.1).await.is_ok() {
-                pager.map_range(&region, next, gen);
+            let next = (start, (start + around).min(r_end));
+            start = next.1;
+            if self.cached(&region.file, next) {
+                continue;
             }
-        });
+            let (pager, region) = (self.clone(), region.clone());
+            self.runtime.spawn(async move {
+                let gen = region.file.zap_gen.load(Ordering::Acquire);
+                if pager.validity_reason(&region.file).is_some() {
+                    return;
+                }
+                let node = region.file.node();
+                if pager.cache.populate(&node, next.0, next.1).await.is_ok() {
+                    pager.map_range(&region, next, gen);
+                }
+            });
+        }
     }
 
     /// The server cannot be reached while a guest waits on a fault: apply the policy.

@@ -278,6 +278,16 @@ impl FileCache {
         let Some((span, epoch)) = self.missing_span(chunk) else {
             return Ok(true);
         };
+        self.fetch_span(span, epoch, fetcher).await
+    }
+
+    /// Fetch the bytes `span` and install them into the pages still missing.
+    async fn fetch_span<F: Fetcher + ?Sized>(
+        &self,
+        span: Range<u64>,
+        epoch: u64,
+        fetcher: &F,
+    ) -> Result<bool, PageError> {
         let len = span.end - span.start;
         stats::add(&self.stats.fetch_calls, 1);
         let fetched = fetcher
@@ -301,6 +311,38 @@ impl FileCache {
         let incoming = len.div_ceil(PAGE_SIZE);
         let _room = self.shared.upgrade().map(|s| s.make_room(incoming));
         self.install(span, epoch, &fetched)
+    }
+
+    /// Make the pages of `[start, end)` present with one fetch of just their missing
+    /// pages, outside the chunk flights: for small guest mappings, where fetching a whole
+    /// chunk to bring in one page would multiply the cost of every change. (Concurrent
+    /// fetches of the same pages are harmless: only missing pages are installed.)
+    pub async fn populate_exact<F: Fetcher + ?Sized>(
+        &self,
+        start: u64,
+        end: u64,
+        fetcher: &F,
+    ) -> Result<(), PageError> {
+        check_range(start, end.saturating_sub(start))?;
+        loop {
+            let (span, epoch) = {
+                let mut st = self.lock();
+                let limit = st.fetch_limit();
+                let missing = missing_runs(&st, pages_of(start, end.min(limit)));
+                let (Some(first), Some(last)) = (missing.0.first(), missing.0.last()) else {
+                    self.touch(&mut st, start, end);
+                    return Ok(());
+                };
+                let span = first.start * PAGE_SIZE..(last.end * PAGE_SIZE).min(limit);
+                (span, st.epoch)
+            };
+            let _slot = self
+                .fetch_slots
+                .acquire()
+                .await
+                .map_err(|_| PageError::NoRuntime)?;
+            self.fetch_span(span, epoch, fetcher).await?;
+        }
     }
 
     /// The byte range to fetch for `chunk`: from its first to its last missing page,

@@ -266,6 +266,11 @@ impl PageStore {
         self.shared.stats.snapshot().pages_present * PAGE_SIZE
     }
 
+    /// The size of a fetch chunk, in bytes.
+    pub fn chunk_bytes(&self) -> u64 {
+        self.params.chunk_pages * PAGE_SIZE
+    }
+
     /// The configured budget, in bytes.
     pub fn budget_bytes(&self) -> u64 {
         self.shared.budget_pages * PAGE_SIZE

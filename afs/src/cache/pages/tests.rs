@@ -700,3 +700,20 @@ async fn pages_written_through_a_mapping_are_stored_and_mapped_memfd_never_shrin
     );
     assert_eq!(file.zeros_from(), PAGE_SIZE);
 }
+
+#[tokio::test]
+async fn populate_exact_fetches_only_the_missing_pages_asked_for() {
+    let server = FakeServer::new(4 * MIB);
+    let store = PageStore::new(PageStoreConfig::default());
+    let file = store.open(FID, 4 * MIB).unwrap();
+    file.populate_exact(MIB, MIB + 1, &*server).await.unwrap();
+    assert_eq!(*server.fetches.lock().unwrap(), [(MIB, PAGE_SIZE)]);
+    assert!(file.all_present(256..257));
+    assert!(!file.all_present(257..258));
+    file.populate_exact(MIB, MIB + 10, &*server).await.unwrap();
+    assert_eq!(
+        server.fetch_calls(),
+        1,
+        "present pages are not fetched again"
+    );
+}
