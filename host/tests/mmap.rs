@@ -435,3 +435,47 @@ fn a_fault_while_the_server_is_down_traps_naming_the_file_under_the_trap_policy(
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("bytes=10 sum=50 "), "{out}");
 }
+
+#[test]
+fn a_guest_on_a_single_threaded_async_runtime_faults_without_deadlock() {
+    let _g = shared();
+    let host = host();
+    let path = unique_path("async");
+    put(&host, &path, &[1u8; 10]);
+    let grant = host.grant(&cell().test_dir, Access::Read).unwrap();
+    let mut config = GuestConfig::new("mmap-reader").grant(grant);
+    for a in [
+        path.as_str(),
+        "--interval-ms",
+        "10",
+        "--changes-only",
+        "--count",
+        "2",
+    ] {
+        config = config.arg(a);
+    }
+    let out = config.capture_stdout(1 << 16);
+    // The third party writes once the guest has printed the first value; the guest's next
+    // read faults while it occupies the runtime's only thread.
+    let writer = {
+        let (path, out) = (path.clone(), out.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + SHORT;
+            while !String::from_utf8_lossy(&out.contents()).contains("01") {
+                assert!(Instant::now() < deadline, "the guest printed nothing");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            afsio_write(&path, &[2u8; 10]);
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let code = runtime
+        .block_on(host.run_command_async(&guest("mmap-reader"), config))
+        .expect("the guest runs");
+    writer.join().unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(String::from_utf8_lossy(&out.contents()), "01\n02\n");
+}

@@ -200,6 +200,11 @@ impl Pager {
         let Some((addr, len)) = region.host_range(start, end) else {
             return;
         };
+        // A task that resolved (or read ahead) slowly may find the region unmapped, and
+        // even its addresses mapped again by another mapping: map nothing then.
+        if self.region_at(addr).is_none_or(|r| r.id != region.id) {
+            return;
+        }
         let wp = region.access == Access::ReadWrite;
         match self.uffd.continue_range(addr, len, wp) {
             Ok(n) => add(&self.stats.pages_mapped, n),
@@ -209,7 +214,7 @@ impl Pager {
             }
         }
         if file.zap_gen.load(Ordering::Acquire) != gen {
-            let _ = region::zap(addr, len);
+            let _ = region::zap(&region.guest, addr, len);
         }
     }
 
@@ -317,7 +322,7 @@ impl Pager {
         tracing::warn!(path = %region.file.path, "guest access will trap: {msg}");
         *region.poisoned.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
         add(&self.stats.poisoned, 1);
-        if let Err(e) = region::poison_page(addr) {
+        if let Err(e) = region::poison_page(&region.guest, addr) {
             tracing::error!("protecting the page: {e}");
         }
         let _ = self.uffd.wake(addr & !(PAGE - 1), PAGE);

@@ -310,6 +310,7 @@ impl Pager {
         let region = Arc::new(Region {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             file: file.clone(),
+            guest: req.region.clone(),
             addr: req.region.addr(),
             len,
             length: req.length,
@@ -327,7 +328,7 @@ impl Pager {
             });
         if let Err(e) = mapped {
             self.remove(&region);
-            let _ = region::restore_anonymous(region.addr, region.len);
+            let _ = region::restore_anonymous(&region.guest);
             return Err(e);
         }
         tracing::debug!(path = %req.path, offset = req.offset, len, access = ?req.access, "mapped");
@@ -482,7 +483,7 @@ impl Pager {
         };
         self.remove(region);
         // The range is unregistered with the mapping that replaces it (a new VMA).
-        let restored = region::restore_anonymous(region.addr, region.len)
+        let restored = region::restore_anonymous(&region.guest)
             .map_err(|e| PagerError::Os("restoring guest memory", e));
         tracing::debug!(path = %region.file.path, offset = region.offset, "unmapped");
         flushed.and(restored)

@@ -43,6 +43,10 @@ impl MappedFile {
 pub(super) struct Region {
     pub id: u64,
     pub file: Arc<MappedFile>,
+    /// The guest memory range this mapping covers: every system call on the range goes
+    /// through [`GuestRegion::with_live`], so none can touch memory that was freed (and
+    /// perhaps reused) after the guest's memory went away.
+    pub guest: GuestRegion,
     /// Host address of the first mapped byte, page aligned.
     pub addr: usize,
     /// Bytes mapped: the requested length rounded up to whole pages.
@@ -90,34 +94,38 @@ pub(super) fn map_shared(
     };
     let offset = libc::off_t::try_from(offset)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset past off_t"))?;
-    // SAFETY: `region` lies inside the accessible bytes of a live guest memory (checked by
-    // `GuestRegion::find`), which the host reserved and only guest code reads through
-    // bounds-checked accesses; MAP_FIXED replaces exactly those pages and no others.
-    let p = unsafe {
-        libc::mmap(
-            region.addr() as *mut libc::c_void,
-            region.len(),
-            prot,
-            libc::MAP_SHARED | libc::MAP_FIXED,
-            memfd.as_raw_fd(),
-            offset,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let mapped = region.with_live(|| {
+        // SAFETY: under `with_live`, `region` lies inside the accessible bytes of a live
+        // guest memory, which the host reserved and only guest code reads through
+        // bounds-checked accesses; MAP_FIXED replaces exactly those pages and no others.
+        let p = unsafe {
+            libc::mmap(
+                region.addr() as *mut libc::c_void,
+                region.len(),
+                prot,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                memfd.as_raw_fd(),
+                offset,
+            )
+        };
+        os_result(p == libc::MAP_FAILED)
+    });
+    mapped.unwrap_or_else(|| Err(io::Error::other("the guest memory is gone")))
 }
 
-/// Gives `[addr, addr + len)` back to the guest as fresh zeroed anonymous memory, as it
-/// was before the mapping. Does nothing if the guest memory is gone already (its
-/// reservation was unmapped, and the range may belong to someone else now).
-pub(super) fn restore_anonymous(addr: usize, len: usize) -> io::Result<()> {
-    let Ok(region) = GuestRegion::find(addr as *const u8, len) else {
-        return Ok(());
-    };
-    // SAFETY: as for `map_shared`: the range is inside a live guest memory; read-write
-    // private anonymous pages are what a guest memory's accessible bytes are made of.
+/// Gives the region back to the guest as fresh zeroed anonymous memory, as it was before
+/// the mapping. Does nothing if the guest memory is gone already (its reservation was
+/// unmapped, and the range may belong to someone else now).
+pub(super) fn restore_anonymous(region: &GuestRegion) -> io::Result<()> {
+    region
+        .with_live(|| restore_anonymous_live(region))
+        .unwrap_or(Ok(()))
+}
+
+fn restore_anonymous_live(region: &GuestRegion) -> io::Result<()> {
+    // SAFETY: called under `with_live`: the range is inside a live guest memory that
+    // cannot be dropped meanwhile; read-write private anonymous pages are what a guest
+    // memory's accessible bytes are made of.
     let p = unsafe {
         libc::mmap(
             region.addr() as *mut libc::c_void,
@@ -134,30 +142,32 @@ pub(super) fn restore_anonymous(addr: usize, len: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Drops the page-table entries of `[addr, addr + len)` (a mapped region): the memfd keeps
-/// the data, and the guest's next access to each page faults into the pager.
-pub(super) fn zap(addr: usize, len: usize) -> io::Result<()> {
-    // SAFETY: the range is a MAP_SHARED memfd mapping inside a live guest memory (the
-    // caller holds the region, which is removed before it is unmapped); MADV_DONTNEED on
-    // a shared mapping discards no data, only PTEs.
-    let rc = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+/// Drops the page-table entries of `[addr, addr + len)` of a mapped region: the memfd
+/// keeps the data, and the guest's next access to each page faults into the pager.
+pub(super) fn zap(region: &GuestRegion, addr: usize, len: usize) -> io::Result<()> {
+    debug_assert!(addr >= region.addr() && addr + len <= region.addr() + region.len());
+    let zapped = region.with_live(|| {
+        // SAFETY: under `with_live`, the range lies inside a live guest memory, in a
+        // MAP_SHARED memfd mapping of ours; MADV_DONTNEED on a shared mapping discards no
+        // data, only page-table entries.
+        let rc = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+        os_result(rc != 0)
+    });
+    zapped.unwrap_or(Ok(()))
 }
 
 /// Makes the page at `addr` inaccessible so the guest's retry of the access traps (the
 /// pager then explains the trap with the region's poison message).
-pub(super) fn poison_page(addr: usize) -> io::Result<()> {
+pub(super) fn poison_page(region: &GuestRegion, addr: usize) -> io::Result<()> {
     let page = addr & !(PAGE - 1);
-    // SAFETY: the page is inside a mapped region of a live guest memory; PROT_NONE only
-    // makes the guest's accesses there trap (wasmtime turns the fault into a trap).
-    let rc = unsafe { libc::mprotect(page as *mut libc::c_void, PAGE, libc::PROT_NONE) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let done = region.with_live(|| {
+        // SAFETY: under `with_live`, the page lies inside a mapped region of a live guest
+        // memory; PROT_NONE only makes accesses there fault (wasmtime turns a fault in
+        // guest code into a trap).
+        let rc = unsafe { libc::mprotect(page as *mut libc::c_void, PAGE, libc::PROT_NONE) };
+        os_result(rc != 0)
+    });
+    done.unwrap_or(Ok(()))
 }
 
 /// Allocates zero pages in the memfd for `[offset, offset + len)` where it has holes, so
@@ -179,6 +189,15 @@ pub(super) fn allocate_zeros(memfd: BorrowedFd<'_>, offset: u64, len: u64) -> io
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The error of the system call just made, if it `failed`.
+fn os_result(failed: bool) -> io::Result<()> {
+    if failed {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 pub(super) fn bump(gen: &AtomicU64) -> u64 {

@@ -107,7 +107,7 @@ impl Pager {
         region::bump(&file.zap_gen);
         let mut n = 0;
         for r in self.regions_of(file.fid) {
-            if let Err(e) = region::zap(r.addr, r.len) {
+            if let Err(e) = region::zap(&r.guest, r.addr, r.len) {
                 tracing::error!(path = %file.path, "zapping a mapping: {e}");
             }
             n += 1;
