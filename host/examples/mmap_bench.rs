@@ -4,7 +4,8 @@
 //! * warm scans of a mapped file against the same scan over ordinary guest memory;
 //! * the cold first scan (every byte fetched through page faults) against OpenAFS's afsio
 //!   reading the same file;
-//! * faults taken, and time per fault, by a full scan after a third-party change;
+//! * faults taken, and time per fault, by a full scan after a third-party change, and
+//!   after a callback break on unchanged data;
 //! * the delay from afsio's write returning to a reader guest printing the new byte.
 //!
 //! Usage: `mmap_bench CELL_SH AFS_DIR MIB CHANGES` (the cell's env must be in the
@@ -137,6 +138,28 @@ impl Drop for Reader {
     }
 }
 
+/// Sends CB.CallBack for the file at `path` to the host's callback service, as its
+/// fileserver would.
+fn break_callback(host: &Host, path: &str) -> Result<()> {
+    use afs::proto::cb::CbRequest;
+    let client = host.client().clone();
+    let path = path.to_string();
+    host.afs_runtime().block_on(async move {
+        let fid = client.resolve(&path).await?.fid;
+        let fileserver = rx::Endpoint::bind("0.0.0.0:0".parse()?, Default::default()).await?;
+        let request = CbRequest::CallBack {
+            fids: vec![fid],
+            callbacks: vec![afs::CallBack::default()],
+        };
+        let ours =
+            std::net::SocketAddr::from(([127, 0, 0, 1], client.endpoint().local_addr().port()));
+        fileserver
+            .make_call(ours, afs::callback::SERVICE, &request.encode())
+            .await?;
+        anyhow::Ok(())
+    })?
+}
+
 fn text(out: &CapturedOutput) -> String {
     String::from_utf8_lossy(&out.contents()).into_owned()
 }
@@ -208,16 +231,29 @@ fn main() -> Result<()> {
     // A fresh host (nothing cached): cold scan, warm scans, plain-memory scans, then a
     // scan after afsio changes the file.
     let host = bench.host()?;
-    let (out, done) = bench.spawn(&host, "mmap-bench", &[&path, "--after-change"])?;
+    let (out, done) = bench.spawn(
+        &host,
+        "mmap-bench",
+        &[&path, "--after-change", "--after-break-ms", "1500"],
+    )?;
     wait_until("the guest's warm scans", Duration::from_secs(300), || {
         text(&out).contains("ready")
     })?;
     let before = host.pager().stats();
     bench.afsio_put(second.to_str().unwrap(), &path)?;
+    wait_until(
+        "the scan after the change",
+        Duration::from_secs(300),
+        || text(&out).contains("ready-break"),
+    )?;
+    let after = host.pager().stats();
+    // A break on the unchanged file, as a fileserver sends one (e.g. for a volume
+    // operation): the guest's next scan revalidates and maps everything again.
+    break_callback(&host, &path)?;
     if done.join().map_err(|_| anyhow::anyhow!("guest thread"))?? != 0 {
         bail!("the bench guest failed: {}", text(&out));
     }
-    let after = host.pager().stats();
+    let end = host.pager().stats();
     let out = text(&out);
     let (cold, warm, plain, again) = (
         value(&out, "cold_ns")?,
@@ -225,6 +261,9 @@ fn main() -> Result<()> {
         value(&out, "warm_plain_ns")?,
         value(&out, "after_change_ns")?,
     );
+    let after_break = value(&out, "after_break_ns")?;
+    let break_faults = end.faults() - after.faults();
+    let break_fault_ns = end.fault_nanos - after.fault_nanos;
     let faults = after.faults() - before.faults();
     let fault_ns = after.fault_nanos - before.fault_nanos;
 
@@ -300,6 +339,11 @@ fn main() -> Result<()> {
         percentile(&delays, 0.5),
         percentile(&delays, 0.99),
         percentile(&delays, 1.0)
+    );
+    println!(
+        "  scan after a break     {:>9.1} MB/s   {break_faults} faults, {:.1} us per fault (data unchanged)",
+        mbps(bytes, after_break),
+        break_fault_ns as f64 / break_faults.max(1) as f64 / 1e3
     );
     if !hook.is_empty() {
         println!(

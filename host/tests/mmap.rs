@@ -479,3 +479,34 @@ fn a_guest_on_a_single_threaded_async_runtime_faults_without_deadlock() {
     assert_eq!(code, 0);
     assert_eq!(String::from_utf8_lossy(&out.contents()), "01\n02\n");
 }
+
+#[test]
+fn a_fault_while_the_server_is_down_serves_the_cached_bytes_under_the_stale_policy() {
+    let _g = exclusive();
+    let host = Arc::new(host_with(PagerConfig {
+        on_unreachable: OnUnreachable::Stale,
+        ..PagerConfig::default()
+    }));
+    let path = unique_path("stale");
+    put(&host, &path, &[6u8; 10]);
+    let fid = fid_of(&host, &path);
+    let reader = spawn_guest(
+        &host,
+        "mmap-reader",
+        &[&path, "--interval-ms", "10", "--count", "200"],
+        Access::Read,
+    );
+    reader.wait_for_line("06");
+    cell_sh(&["fs-stop"]);
+    let zaps = host.pager().stats().zaps;
+    break_callback(&host, fid);
+    let (result, lines) = reader.finish();
+    cell_sh(&["fs-start"]);
+    assert_eq!(result.expect("the guest goes on with the cached bytes"), 0);
+    assert_eq!(lines.len(), 200);
+    assert!(lines.iter().all(|l| l == "06"), "{lines:?}");
+    assert!(
+        host.pager().stats().zaps > zaps,
+        "the break zapped the mapping"
+    );
+}

@@ -217,6 +217,46 @@ impl CacheManager {
             .map_err(page_error)
     }
 
+    /// Up to `len` bytes at `offset` of `node` (fewer at the end of the file), from the
+    /// page cache where it is valid. Returns the revalidated node too.
+    pub async fn read_at(&self, node: &Node, offset: u64, len: u64) -> Result<(Node, Vec<u8>)> {
+        let node = self.revalidate(node).await?;
+        let file = self.open_file(&node)?;
+        let len = file.len().saturating_sub(offset).min(len);
+        let data = self
+            .pages
+            .read(node.fid, offset, len, &self.fetcher(&node))
+            .await
+            .map_err(page_error)?;
+        Ok((node, data))
+    }
+
+    /// Writes `data` at `offset` of `node` into the cache; [`CacheManager::flush`] stores
+    /// it. Returns the revalidated node.
+    pub async fn write_at(&self, node: &Node, offset: u64, data: &[u8]) -> Result<Node> {
+        let node = self.revalidate(node).await?;
+        self.ensure_open(&node)?;
+        self.pages
+            .write(node.fid, offset, data, &self.fetcher(&node))
+            .await
+            .map_err(page_error)?;
+        Ok(node)
+    }
+
+    /// Cuts or extends `node` to `len` bytes in the cache; stored at the next flush.
+    pub async fn set_len(&self, node: &Node, len: u64) -> Result<Node> {
+        let node = self.revalidate(node).await?;
+        self.open_file(&node)?.set_len(len).map_err(page_error)?;
+        Ok(node)
+    }
+
+    fn fetcher(&self, node: &Node) -> Arc<FsFetcher> {
+        Arc::new(FsFetcher {
+            client: self.client.clone(),
+            node: node.clone(),
+        })
+    }
+
     /// Writes `data` at `offset` of the file at `path` into the cache; the server
     /// sees it at [`CacheManager::flush`]. Returns the file's node.
     pub async fn write(&self, path: &str, offset: u64, data: &[u8]) -> Result<Node> {
@@ -224,17 +264,9 @@ impl CacheManager {
         if node.status.file_type != FileType::File {
             return Err(Error::local(ErrorKind::IsDirectory, "not a regular file").at(path));
         }
-        let node = self.revalidate(&node).await.map_err(|e| e.at(path))?;
-        self.ensure_open(&node)?;
-        let fetcher = Arc::new(FsFetcher {
-            client: self.client.clone(),
-            node: node.clone(),
-        });
-        self.pages
-            .write(node.fid, offset, data, &fetcher)
+        self.write_at(&node, offset, data)
             .await
-            .map_err(|e| page_error(e).at(path))?;
-        Ok(node)
+            .map_err(|e| e.at(path))
     }
 
     /// Stores the dirty pages of `node` (coalesced, large StoreData64 calls).

@@ -1,7 +1,7 @@
 //! mmap-bench: times scans of a mapped AFS file, inside the guest.
 //!
 //! ```text
-//! mmap-bench PATH [--rounds N] [--after-change]
+//! mmap-bench PATH [--rounds N] [--after-change] [--after-break-ms N]
 //! ```
 //!
 //! Maps the whole file read-only and prints, one `key=value` per line:
@@ -12,7 +12,9 @@
 //!   alternating;
 //! * with `--after-change`: prints `ready dv=<dv>`, waits for the file to change, then
 //!   scans the mapping once more (`after_change_ns`): the faults of that scan are the host's
-//!   revalidate path.
+//!   revalidate path, refetching what changed;
+//! * with `--after-break-ms N`: prints `ready-break`, sleeps N ms (time for the host to be
+//!   sent a callback break on the unchanged file), and scans once more (`after_break_ns`).
 //!
 //! The scan sums the bytes as u64 words, so the figures are bandwidth, not arithmetic.
 
@@ -57,6 +59,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => 11,
     };
     let after_change = args.iter().any(|a| a == "--after-change");
+    let after_break_ms: Option<u64> = match args.iter().position(|a| a == "--after-break-ms") {
+        Some(i) => Some(
+            args.get(i + 1)
+                .ok_or("--after-break-ms needs a value")?
+                .parse()?,
+        ),
+        None => None,
+    };
     let file = File::open(path)?;
     let len = file.stat()?.length;
     let mapping = file.map_read(0..len)?;
@@ -95,6 +105,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let (t, _) = timed(&mapping);
         println!("after_change_ns={t}");
+    }
+    if let Some(ms) = after_break_ms {
+        println!("ready-break");
+        std::thread::sleep(Duration::from_millis(ms));
+        let (t, _) = timed(&mapping);
+        println!("after_break_ns={t}");
     }
     Ok(())
 }

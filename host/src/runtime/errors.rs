@@ -1,6 +1,5 @@
 //! Errors as guests see them (the WIT `error` record) and traps as users see them.
 
-use afs::cache::pages::PageError;
 use afs::error::ErrorKind;
 
 use super::bindings::afs::client::files::{Error, ErrorCode};
@@ -75,21 +74,6 @@ pub(crate) fn gone(path: &str, _: RuntimeGone) -> Error {
         ErrorCode::Other,
         format!("{path}: the host is shutting down"),
     )
-}
-
-/// A page-store failure as an AFS error, keeping the meaning of the AFS error that
-/// caused it (a fetch or store that failed).
-pub(crate) fn page_error(e: PageError) -> afs::rpc::Error {
-    let source = match &e {
-        PageError::Fetch { source, .. } | PageError::Store { source, .. } => {
-            source.downcast_ref::<afs::rpc::Error>()
-        }
-        _ => None,
-    };
-    match source {
-        Some(inner) => afs::rpc::Error::local(inner.kind(), inner.to_string()),
-        None => afs::rpc::Error::local(ErrorKind::Other, e.to_string()),
-    }
 }
 
 /// A memory fault of wasm code, as wasmtime reports it.

@@ -10,16 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use afs::cache::manager::CacheManager;
-use afs::cache::pages::{BoxError, BoxFuture, Fetched, Fetcher, FileCache};
-use afs::client::{Client, Node};
-use afs::types::{Fid, VolumeType};
+use afs::client::Node;
+use afs::types::VolumeType;
 use tokio::sync::broadcast::error::RecvError;
 use wasmtime::component::Resource;
 
 use super::bindings::afs::client::files::{
     Access, Error, ErrorCode, FileType, Host, HostFile, Stat,
 };
-use super::errors::{afs_error, gone, page_error, pager_error, wit_error, Stage};
+use super::errors::{afs_error, gone, pager_error, wit_error, Stage};
 use super::grants::{granted, normalize};
 use super::guest::GuestState;
 
@@ -39,48 +38,6 @@ pub struct FileRes {
 }
 
 type AfsResult<T> = Result<T, afs::rpc::Error>;
-
-/// Fetches missing pages of one file (FetchData64 from the server that answered for it).
-struct NodeFetcher {
-    client: Arc<Client>,
-    node: Node,
-}
-
-impl Fetcher for NodeFetcher {
-    fn fetch(&self, fid: Fid, offset: u64, len: u64) -> BoxFuture<'_, Result<Fetched, BoxError>> {
-        Box::pin(async move {
-            debug_assert_eq!(fid, self.node.fid);
-            let mut data = Vec::new();
-            let reply = self
-                .client
-                .fetch_range(&self.node, offset, len, |b| {
-                    data.push(b);
-                    Ok(())
-                })
-                .await
-                .map_err(|e| Box::new(e) as BoxError)?;
-            Ok(Fetched {
-                data,
-                data_version: reply.status.data_version(),
-            })
-        })
-    }
-}
-
-/// Revalidates `node` (no network while its promise holds) and opens it in the page
-/// store: what every copy in or out starts with.
-async fn fresh(
-    cache: &CacheManager,
-    node: &Node,
-) -> AfsResult<(Node, Arc<FileCache>, Arc<NodeFetcher>)> {
-    let node = cache.revalidate(node).await?;
-    let file = cache.open_file(&node)?;
-    let fetcher = Arc::new(NodeFetcher {
-        client: cache.client().clone(),
-        node: node.clone(),
-    });
-    Ok((node, file, fetcher))
-}
 
 fn stat_of(node: &Node) -> Stat {
     let st = &node.status;
@@ -237,14 +194,7 @@ impl HostFile for GuestState {
             )));
         }
         self.on_file(&file, move |cache, node| async move {
-            let (node, file, fetcher) = fresh(&cache, &node).await?;
-            let len = file.len().saturating_sub(offset).min(length);
-            let data = cache
-                .pages()
-                .read(node.fid, offset, len, &fetcher)
-                .await
-                .map_err(page_error)?;
-            Ok((node, data))
+            cache.read_at(&node, offset, length).await
         })
     }
 
@@ -258,12 +208,7 @@ impl HostFile for GuestState {
             return Ok(Err(e));
         }
         self.on_file(&file, move |cache, node| async move {
-            let (node, _file, fetcher) = fresh(&cache, &node).await?;
-            cache
-                .pages()
-                .write(node.fid, offset, &data, &fetcher)
-                .await
-                .map_err(page_error)?;
+            let node = cache.write_at(&node, offset, &data).await?;
             Ok((node, data.len() as u64))
         })
     }
@@ -277,9 +222,7 @@ impl HostFile for GuestState {
             return Ok(Err(e));
         }
         self.on_file(&file, move |cache, node| async move {
-            let (node, file, _) = fresh(&cache, &node).await?;
-            file.set_len(length).map_err(page_error)?;
-            Ok((node, ()))
+            Ok((cache.set_len(&node, length).await?, ()))
         })
     }
 
