@@ -510,3 +510,77 @@ fn a_fault_while_the_server_is_down_serves_the_cached_bytes_under_the_stale_poli
         "the break zapped the mapping"
     );
 }
+
+#[test]
+fn a_fault_while_the_server_is_down_waits_for_it_under_the_wait_policy() {
+    let _g = exclusive();
+    let host = Arc::new(host_with(PagerConfig {
+        on_unreachable: OnUnreachable::Wait(Duration::from_secs(60)),
+        ..PagerConfig::default()
+    }));
+    let path = unique_path("wait");
+    put(&host, &path, &[7u8; 10]);
+    let fid = fid_of(&host, &path);
+    let reader = spawn_guest(
+        &host,
+        "mmap-reader",
+        &[&path, "--interval-ms", "10", "--count", "600"],
+        Access::Read,
+    );
+    reader.wait_for_line("07");
+    cell_sh(&["fs-stop"]);
+    break_callback(&host, fid);
+    // The reader's next access faults and stays in the fault while the server is down.
+    std::thread::sleep(Duration::from_millis(500));
+    let blocked_at = reader.lines().len();
+    std::thread::sleep(Duration::from_secs(3));
+    let still_at = reader.lines().len();
+    cell_sh(&["fs-start"]);
+    let (result, lines) = reader.finish();
+    assert_eq!(
+        still_at, blocked_at,
+        "the guest went on while the server was down"
+    );
+    assert!(blocked_at < 600, "the guest finished before the break");
+    assert_eq!(
+        result.expect("the guest goes on once the server is back"),
+        0
+    );
+    assert_eq!(lines.len(), 600);
+    assert!(lines.iter().all(|l| l == "07"), "{lines:?}");
+}
+
+#[test]
+fn a_fault_under_the_wait_policy_traps_when_the_wait_runs_out() {
+    let _g = exclusive();
+    let bound = Duration::from_secs(2);
+    let host = Arc::new(host_with(PagerConfig {
+        on_unreachable: OnUnreachable::Wait(bound),
+        ..PagerConfig::default()
+    }));
+    let path = unique_path("waitout");
+    put(&host, &path, &[8u8; 10]);
+    let fid = fid_of(&host, &path);
+    let reader = spawn_guest(
+        &host,
+        "mmap-reader",
+        &[&path, "--interval-ms", "10"],
+        Access::Read,
+    );
+    reader.wait_for_line("08");
+    cell_sh(&["fs-stop"]);
+    let stopped = Instant::now();
+    break_callback(&host, fid);
+    let (result, _) = reader.finish();
+    let waited = stopped.elapsed();
+    cell_sh(&["fs-start"]);
+    let msg = format!("{:#}", result.expect_err("the access traps"));
+    assert!(
+        msg.contains(&format!("AFS server unreachable: {path}")),
+        "{msg}"
+    );
+    assert!(
+        waited >= bound,
+        "trapped after {waited:?}, before the bound"
+    );
+}
