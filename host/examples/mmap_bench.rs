@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use afs::client::ClientConfig;
-use afs_wasm_host::pager::{Access, PagerConfig};
+use afs_wasm_host::pager::{Access, PagerConfig, PagerStatsSnapshot};
 use afs_wasm_host::runtime::{CapturedOutput, GuestConfig, Host, HostConfig};
 use anyhow::{bail, Context, Result};
 
@@ -160,6 +160,17 @@ fn break_callback(host: &Host, path: &str) -> Result<()> {
     })?
 }
 
+/// The pager's counters once every fault taken so far is resolved: a guest woken by
+/// read-ahead goes on while the fault's own task still finishes.
+fn settled(host: &Host) -> Result<PagerStatsSnapshot> {
+    let mut stats = host.pager().stats();
+    wait_until("the pager to settle", Duration::from_secs(60), || {
+        stats = host.pager().stats();
+        stats.resolved_fast + stats.resolved_slow >= stats.faults()
+    })?;
+    Ok(stats)
+}
+
 fn text(out: &CapturedOutput) -> String {
     String::from_utf8_lossy(&out.contents()).into_owned()
 }
@@ -193,6 +204,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() -> Result<()> {
+    // AFS_LOG=afs_wasm_host::pager=debug shows every fault and revalidation.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("AFS_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().collect();
     let [_, cell_sh, dir, mib, changes] = &args[..] else {
         bail!("usage: mmap_bench CELL_SH AFS_DIR MIB CHANGES");
@@ -214,6 +232,11 @@ fn main() -> Result<()> {
     std::fs::write(&second, &changed)?;
     let path = format!("{dir}/mmap-bench-{}", std::process::id());
     bench.afsio_put(first.to_str().unwrap(), &path)?;
+    // afsio stores a big file in many calls, each a new data version: a write to this
+    // file tells the guest that the change is complete.
+    let (go_local, go) = (work.join("go"), format!("{path}.go"));
+    std::fs::write(&go_local, [0u8])?;
+    bench.afsio_put(go_local.to_str().unwrap(), &go)?;
 
     // afsio reading the whole file (median of 3 whole-process runs).
     let mut afsio = Vec::new();
@@ -234,26 +257,28 @@ fn main() -> Result<()> {
     let (out, done) = bench.spawn(
         &host,
         "mmap-bench",
-        &[&path, "--after-change", "--after-break-ms", "1500"],
+        &[&path, "--after-change", &go, "--after-break-ms", "1500"],
     )?;
     wait_until("the guest's warm scans", Duration::from_secs(300), || {
         text(&out).contains("ready")
     })?;
-    let before = host.pager().stats();
+    let before = settled(&host)?;
     bench.afsio_put(second.to_str().unwrap(), &path)?;
+    std::fs::write(&go_local, [1u8])?;
+    bench.afsio_put(go_local.to_str().unwrap(), &go)?;
     wait_until(
         "the scan after the change",
         Duration::from_secs(300),
         || text(&out).contains("ready-break"),
     )?;
-    let after = host.pager().stats();
+    let after = settled(&host)?;
     // A break on the unchanged file, as a fileserver sends one (e.g. for a volume
     // operation): the guest's next scan revalidates and maps everything again.
     break_callback(&host, &path)?;
     if done.join().map_err(|_| anyhow::anyhow!("guest thread"))?? != 0 {
         bail!("the bench guest failed: {}", text(&out));
     }
-    let end = host.pager().stats();
+    let end = settled(&host)?;
     let out = text(&out);
     let (cold, warm, plain, again) = (
         value(&out, "cold_ns")?,
@@ -357,6 +382,7 @@ fn main() -> Result<()> {
     let client = host.client().clone();
     let _ = host.afs_runtime().block_on(async move {
         let _ = client.remove(&path).await;
+        let _ = client.remove(&go).await;
         client.remove(&small).await
     });
     // The reader guest still runs: leave without waiting for it.

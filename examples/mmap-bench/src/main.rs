@@ -1,7 +1,7 @@
 //! mmap-bench: times scans of a mapped AFS file, inside the guest.
 //!
 //! ```text
-//! mmap-bench PATH [--rounds N] [--after-change] [--after-break-ms N]
+//! mmap-bench PATH [--rounds N] [--after-change GO_PATH] [--after-break-ms N]
 //! ```
 //!
 //! Maps the whole file read-only and prints, one `key=value` per line:
@@ -10,9 +10,10 @@
 //! * `warm_mapped_ns`, `warm_plain_ns`: the medians of N (default 11) scans of the mapping
 //!   and of a copy of the file in ordinary guest memory (the same scan function),
 //!   alternating;
-//! * with `--after-change`: prints `ready dv=<dv>`, waits for the file to change, then
-//!   scans the mapping once more (`after_change_ns`): the faults of that scan are the host's
-//!   revalidate path, refetching what changed;
+//! * with `--after-change GO_PATH`: prints `ready dv=<dv>`, waits for the file GO_PATH to
+//!   change (the signal that a writer finished changing PATH), then scans the mapping
+//!   once more (`after_change_ns`): the faults of that scan are the host's revalidate
+//!   path, refetching what changed;
 //! * with `--after-break-ms N`: prints `ready-break`, sleeps N ms (time for the host to be
 //!   sent a callback break on the unchanged file), and scans once more (`after_break_ns`).
 //!
@@ -49,24 +50,27 @@ fn median(mut v: Vec<u64>) -> u64 {
     v[v.len() / 2]
 }
 
+/// The value after `flag`, if the flag is there.
+fn option<'a>(args: &'a [String], flag: &str) -> Result<Option<&'a str>, String> {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => match args.get(i + 1) {
+            Some(v) => Ok(Some(v)),
+            None => Err(format!("{flag} needs a value")),
+        },
+        None => Ok(None),
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let path = args
-        .get(1)
-        .ok_or("usage: mmap-bench PATH [--rounds N] [--after-change]")?;
-    let rounds: usize = match args.iter().position(|a| a == "--rounds") {
-        Some(i) => args.get(i + 1).ok_or("--rounds needs a value")?.parse()?,
-        None => 11,
-    };
-    let after_change = args.iter().any(|a| a == "--after-change");
-    let after_break_ms: Option<u64> = match args.iter().position(|a| a == "--after-break-ms") {
-        Some(i) => Some(
-            args.get(i + 1)
-                .ok_or("--after-break-ms needs a value")?
-                .parse()?,
-        ),
-        None => None,
-    };
+    let path = args.get(1).ok_or(
+        "usage: mmap-bench PATH [--rounds N] [--after-change GO_PATH] [--after-break-ms N]",
+    )?;
+    let rounds: usize = option(&args, "--rounds")?.unwrap_or("11").parse()?;
+    let go_path = option(&args, "--after-change")?;
+    let after_break_ms: Option<u64> = option(&args, "--after-break-ms")?
+        .map(str::parse)
+        .transpose()?;
     let file = File::open(path)?;
     let len = file.stat()?.length;
     let mapping = file.map_read(0..len)?;
@@ -94,15 +98,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("warm_mapped_ns={}", median(mapped_ns));
     println!("warm_plain_ns={}", median(plain_ns));
     drop(plain);
-    if after_change {
-        let dv = mapping.data_version();
-        println!("ready dv={dv}");
-        if file
-            .wait_for_change(dv, Duration::from_secs(120))?
-            .is_none()
-        {
-            return Err("the file did not change within 120 s".into());
-        }
+    if let Some(go_path) = go_path {
+        // A writer may store a big file in many calls, each a new data version (afsio
+        // does): the go file says when it is done.
+        let go = File::open(go_path)?;
+        let go_dv = go.stat()?.data_version;
+        println!("ready dv={}", mapping.data_version());
+        go.wait_for_change(go_dv, Duration::from_secs(300))?
+            .ok_or("the go file did not change within 300 s")?;
         let (t, _) = timed(&mapping);
         println!("after_change_ns={t}");
     }

@@ -120,7 +120,9 @@ impl Pager {
             &self.stats.resolved_slow
         };
         add(counter, 1);
-        add(&self.stats.fault_nanos, started.elapsed().as_nanos() as u64);
+        let took = started.elapsed();
+        tracing::trace!(fast, took_us = took.as_micros() as u64, "fault finished");
+        add(&self.stats.fault_nanos, took.as_nanos() as u64);
     }
 
     /// The first write to a clean page: mark it dirty and let the write through.
@@ -208,6 +210,10 @@ impl Pager {
         let wp = region.access == Access::ReadWrite;
         match self.uffd.continue_range(addr, len, wp) {
             Ok(n) => add(&self.stats.pages_mapped, n),
+            // Unmapped between the check and the ioctl: nothing waits on it any more.
+            Err(_) if self.region_at(addr).is_none_or(|r| r.id != region.id) => {
+                tracing::debug!(path = %file.path, "unmapped while mapping pages");
+            }
             Err(e) => {
                 tracing::error!(path = %file.path, "mapping pages: {e}");
                 let _ = self.uffd.wake(addr, len);
