@@ -157,11 +157,16 @@ impl CellServDb {
     }
 }
 
+/// Reads a configuration file as text. The CellServDB that OpenAFS and Debian ship has
+/// Latin-1 bytes in its comments, so bytes that are not UTF-8 become U+FFFD instead of
+/// failing the whole file: names and addresses are ASCII.
 fn read(path: &Path) -> Result<String, CellError> {
-    std::fs::read_to_string(path).map_err(|source| CellError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .map_err(|source| CellError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Parse `ThisCell` text: the first word of the first non-blank line.
@@ -261,6 +266,20 @@ mod tests {
         assert_eq!(*ex.vlservers[1].ip(), Ipv4Addr::new(192, 0, 2, 11));
         assert!(db.get("empty.cell").unwrap().vlservers.is_empty());
         assert!(db.get("nope").is_none());
+    }
+
+    #[test]
+    fn a_latin1_comment_does_not_spoil_the_file() {
+        let dir = std::env::temp_dir().join(format!("cellservdb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("CellServDB");
+        let mut text = b">uni.example #Bergische Universit\xe4t\n".to_vec();
+        text.extend_from_slice(b"192.0.2.7 #afs.uni.example\n");
+        std::fs::write(&path, text).unwrap();
+        let db = CellServDb::load(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let cell = db.get("uni.example").expect("the cell is listed");
+        assert_eq!(cell.vlservers, ["192.0.2.7:7003".parse().unwrap()]);
     }
 
     #[test]
