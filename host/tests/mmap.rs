@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,18 +11,6 @@ use afs_wasm_host::pager::{
 };
 use afs_wasm_host::runtime::{CapturedOutput, GuestConfig, Host, HostConfig};
 use common::*;
-
-fn guest(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} is missing: run examples/build-guests.sh first (testcell/test.sh does)",
-        p.display()
-    );
-    p
-}
 
 fn host() -> Host {
     host_with(PagerConfig::default())
@@ -403,40 +390,6 @@ fn after_a_fileserver_restart_that_drops_callbacks_later_writes_are_still_seen()
 }
 
 #[test]
-fn a_fault_while_the_server_is_down_traps_naming_the_file_under_the_trap_policy() {
-    let _g = exclusive();
-    let host = Arc::new(host_with(PagerConfig {
-        on_unreachable: OnUnreachable::Trap,
-        ..PagerConfig::default()
-    }));
-    let path = unique_path("down");
-    put(&host, &path, &[5u8; 10]);
-    let fid = fid_of(&host, &path);
-    let reader = spawn_guest(
-        &host,
-        "mmap-reader",
-        &[&path, "--interval-ms", "10"],
-        Access::Read,
-    );
-    reader.wait_for_line("05");
-    cell_sh(&["fs-stop"]);
-    break_callback(&host, fid);
-    let (result, lines) = reader.finish();
-    cell_sh(&["fs-start"]);
-    let err = result.expect_err("the access traps");
-    let msg = format!("{err:#}");
-    assert!(
-        msg.contains(&format!("AFS server unreachable: {path}")),
-        "{msg}"
-    );
-    assert!(lines.iter().all(|l| l == "05"), "{lines:?}");
-    // The host still serves once the server is back.
-    let (code, out) = run_captured(&host, "plugin-guest", &[&path], Access::Read);
-    assert_eq!(code, 0, "{out}");
-    assert!(out.starts_with("bytes=10 sum=50 "), "{out}");
-}
-
-#[test]
 fn a_guest_on_a_single_threaded_async_runtime_faults_without_deadlock() {
     let _g = shared();
     let host = host();
@@ -480,33 +433,77 @@ fn a_guest_on_a_single_threaded_async_runtime_faults_without_deadlock() {
     assert_eq!(String::from_utf8_lossy(&out.contents()), "01\n02\n");
 }
 
+/// A reader guest that maps a 10-byte file of `byte`s under `policy` and reads it every
+/// 10 ms; then the fileserver stops and the file's callback is broken, so the reader's
+/// next access faults while the server cannot be reached. The test starts it again.
+struct Outage {
+    host: Arc<Host>,
+    path: String,
+    reader: Running,
+    zaps_before: u64,
+    stopped: Instant,
+}
+
+impl Outage {
+    fn begin(policy: OnUnreachable, tag: &str, byte: u8, count: Option<&str>) -> Outage {
+        let host = Arc::new(host_with(PagerConfig {
+            on_unreachable: policy,
+            ..PagerConfig::default()
+        }));
+        let path = unique_path(tag);
+        put(&host, &path, &[byte; 10]);
+        let fid = fid_of(&host, &path);
+        let mut args = vec![path.as_str(), "--interval-ms", "10"];
+        if let Some(count) = count {
+            args.extend(["--count", count]);
+        }
+        let reader = spawn_guest(&host, "mmap-reader", &args, Access::Read);
+        reader.wait_for_line(&format!("{byte:02x}"));
+        cell_sh(&["fs-stop"]);
+        let (stopped, zaps_before) = (Instant::now(), host.pager().stats().zaps);
+        break_callback(&host, fid);
+        Outage {
+            host,
+            path,
+            reader,
+            zaps_before,
+            stopped,
+        }
+    }
+}
+
+#[test]
+fn a_fault_while_the_server_is_down_traps_naming_the_file_under_the_trap_policy() {
+    let _g = exclusive();
+    let Outage {
+        host, path, reader, ..
+    } = Outage::begin(OnUnreachable::Trap, "down", 5, None);
+    let (result, lines) = reader.finish();
+    cell_sh(&["fs-start"]);
+    let err = result.expect_err("the access traps");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&format!("AFS server unreachable: {path}")),
+        "{msg}"
+    );
+    assert!(lines.iter().all(|l| l == "05"), "{lines:?}");
+    // The host still serves once the server is back.
+    let (code, out) = run_captured(&host, "plugin-guest", &[&path], Access::Read);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("bytes=10 sum=50 "), "{out}");
+}
+
 #[test]
 fn a_fault_while_the_server_is_down_serves_the_cached_bytes_under_the_stale_policy() {
     let _g = exclusive();
-    let host = Arc::new(host_with(PagerConfig {
-        on_unreachable: OnUnreachable::Stale,
-        ..PagerConfig::default()
-    }));
-    let path = unique_path("stale");
-    put(&host, &path, &[6u8; 10]);
-    let fid = fid_of(&host, &path);
-    let reader = spawn_guest(
-        &host,
-        "mmap-reader",
-        &[&path, "--interval-ms", "10", "--count", "200"],
-        Access::Read,
-    );
-    reader.wait_for_line("06");
-    cell_sh(&["fs-stop"]);
-    let zaps = host.pager().stats().zaps;
-    break_callback(&host, fid);
-    let (result, lines) = reader.finish();
+    let outage = Outage::begin(OnUnreachable::Stale, "stale", 6, Some("200"));
+    let (result, lines) = outage.reader.finish();
     cell_sh(&["fs-start"]);
     assert_eq!(result.expect("the guest goes on with the cached bytes"), 0);
     assert_eq!(lines.len(), 200);
     assert!(lines.iter().all(|l| l == "06"), "{lines:?}");
     assert!(
-        host.pager().stats().zaps > zaps,
+        outage.host.pager().stats().zaps > outage.zaps_before,
         "the break zapped the mapping"
     );
 }
@@ -514,22 +511,8 @@ fn a_fault_while_the_server_is_down_serves_the_cached_bytes_under_the_stale_poli
 #[test]
 fn a_fault_while_the_server_is_down_waits_for_it_under_the_wait_policy() {
     let _g = exclusive();
-    let host = Arc::new(host_with(PagerConfig {
-        on_unreachable: OnUnreachable::Wait(Duration::from_secs(60)),
-        ..PagerConfig::default()
-    }));
-    let path = unique_path("wait");
-    put(&host, &path, &[7u8; 10]);
-    let fid = fid_of(&host, &path);
-    let reader = spawn_guest(
-        &host,
-        "mmap-reader",
-        &[&path, "--interval-ms", "10", "--count", "600"],
-        Access::Read,
-    );
-    reader.wait_for_line("07");
-    cell_sh(&["fs-stop"]);
-    break_callback(&host, fid);
+    let wait = OnUnreachable::Wait(Duration::from_secs(60));
+    let Outage { reader, .. } = Outage::begin(wait, "wait", 7, Some("600"));
     // The reader's next access faults and stays in the fault while the server is down.
     std::thread::sleep(Duration::from_millis(500));
     let blocked_at = reader.lines().len();
@@ -554,29 +537,13 @@ fn a_fault_while_the_server_is_down_waits_for_it_under_the_wait_policy() {
 fn a_fault_under_the_wait_policy_traps_when_the_wait_runs_out() {
     let _g = exclusive();
     let bound = Duration::from_secs(2);
-    let host = Arc::new(host_with(PagerConfig {
-        on_unreachable: OnUnreachable::Wait(bound),
-        ..PagerConfig::default()
-    }));
-    let path = unique_path("waitout");
-    put(&host, &path, &[8u8; 10]);
-    let fid = fid_of(&host, &path);
-    let reader = spawn_guest(
-        &host,
-        "mmap-reader",
-        &[&path, "--interval-ms", "10"],
-        Access::Read,
-    );
-    reader.wait_for_line("08");
-    cell_sh(&["fs-stop"]);
-    let stopped = Instant::now();
-    break_callback(&host, fid);
-    let (result, _) = reader.finish();
-    let waited = stopped.elapsed();
+    let outage = Outage::begin(OnUnreachable::Wait(bound), "waitout", 8, None);
+    let (result, _) = outage.reader.finish();
+    let waited = outage.stopped.elapsed();
     cell_sh(&["fs-start"]);
     let msg = format!("{:#}", result.expect_err("the access traps"));
     assert!(
-        msg.contains(&format!("AFS server unreachable: {path}")),
+        msg.contains(&format!("AFS server unreachable: {}", outage.path)),
         "{msg}"
     );
     assert!(

@@ -202,3 +202,16 @@ pub async fn cached_read(cache: &afs::cache::manager::CacheManager, path: &str) 
         .unwrap();
     out
 }
+
+/// A guest built by examples/build-guests.sh (which testcell/test.sh runs first).
+pub fn guest(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run examples/build-guests.sh first (testcell/test.sh does)",
+        p.display()
+    );
+    p
+}
