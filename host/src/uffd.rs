@@ -17,8 +17,10 @@ const UFFDIO_WAKE: libc::c_ulong = 0x8010_AA02;
 const UFFDIO_WRITEPROTECT: libc::c_ulong = 0xC018_AA06;
 const UFFDIO_CONTINUE: libc::c_ulong = 0xC020_AA07;
 
-/// Features we ask for: WP fault flags, MINOR faults on shmem (memfd), and WP on shmem.
+/// Features we ask for: WP fault flags, the faulting thread's id, MINOR faults on shmem
+/// (memfd), and WP on shmem.
 const FEATURE_PAGEFAULT_FLAG_WP: u64 = 1 << 0;
+const FEATURE_THREAD_ID: u64 = 1 << 8;
 const FEATURE_MINOR_SHMEM: u64 = 1 << 10;
 const FEATURE_WP_HUGETLBFS_SHMEM: u64 = 1 << 12;
 
@@ -102,6 +104,8 @@ pub struct Fault {
     pub address: usize,
     pub kind: FaultKind,
     pub write: bool,
+    /// The faulting thread (its kernel thread id).
+    pub thread: u32,
 }
 
 /// A userfaultfd, non-blocking, for this process's memory.
@@ -124,7 +128,10 @@ impl Uffd {
         // SAFETY: `raw` is a descriptor the kernel just gave us and nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
         let uffd = Self { fd };
-        let wanted = FEATURE_PAGEFAULT_FLAG_WP | FEATURE_MINOR_SHMEM | FEATURE_WP_HUGETLBFS_SHMEM;
+        let wanted = FEATURE_PAGEFAULT_FLAG_WP
+            | FEATURE_THREAD_ID
+            | FEATURE_MINOR_SHMEM
+            | FEATURE_WP_HUGETLBFS_SHMEM;
         let mut api = UffdioApi {
             api: UFFD_API,
             features: wanted,
@@ -245,6 +252,8 @@ impl Uffd {
                 address: m.address as usize,
                 kind,
                 write: m.flags & PAGEFAULT_FLAG_WRITE != 0,
+                // `feat.ptid`, the first 4 bytes of the 8-byte union.
+                thread: m.feat as u32,
             });
         }
         Ok(out.len() - before)

@@ -446,6 +446,23 @@ struct Outage {
 
 impl Outage {
     fn begin(policy: OnUnreachable, tag: &str, byte: u8, count: Option<&str>) -> Outage {
+        Outage::begin_with(policy, tag, byte, |path| {
+            let mut args = vec![path.to_string(), "--interval-ms".into(), "10".into()];
+            if let Some(count) = count {
+                args.extend(["--count".into(), count.into()]);
+            }
+            ("mmap-reader", args)
+        })
+    }
+
+    /// [`Outage::begin`] with another guest: `guest(path)` names it and its arguments; it
+    /// must print the mapped byte as `%02x` lines.
+    fn begin_with(
+        policy: OnUnreachable,
+        tag: &str,
+        byte: u8,
+        guest: impl FnOnce(&str) -> (&'static str, Vec<String>),
+    ) -> Outage {
         let host = Arc::new(host_with(PagerConfig {
             on_unreachable: policy,
             ..PagerConfig::default()
@@ -453,11 +470,9 @@ impl Outage {
         let path = unique_path(tag);
         put(&host, &path, &[byte; 10]);
         let fid = fid_of(&host, &path);
-        let mut args = vec![path.as_str(), "--interval-ms", "10"];
-        if let Some(count) = count {
-            args.extend(["--count", count]);
-        }
-        let reader = spawn_guest(&host, "mmap-reader", &args, Access::Read);
+        let (wasm, args) = guest(&path);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let reader = spawn_guest(&host, wasm, &args, Access::Read);
         reader.wait_for_line(&format!("{byte:02x}"));
         cell_sh(&["fs-stop"]);
         let (stopped, zaps_before) = (Instant::now(), host.pager().stats().zaps);
@@ -550,4 +565,33 @@ fn a_fault_under_the_wait_policy_traps_when_the_wait_runs_out() {
         waited >= bound,
         "trapped after {waited:?}, before the bound"
     );
+}
+
+#[test]
+fn host_code_copying_a_page_that_must_trap_gets_the_cached_bytes_and_the_guest_traps() {
+    let _g = exclusive();
+    // The guest has the host copy its mapped bytes out (WASI stderr) before it reads them
+    // itself: the host's copy faults first, in host code, where a trap would end the
+    // process.
+    let outage = Outage::begin_with(OnUnreachable::Trap, "copyout", 9, |path| {
+        ("mmap-probe", vec!["copy-out".into(), path.into()])
+    });
+    let (result, lines) = outage.reader.finish();
+    cell_sh(&["fs-start"]);
+    let msg = format!("{:#}", result.expect_err("the guest's own access traps"));
+    assert!(
+        msg.contains(&format!("AFS server unreachable: {}", outage.path)),
+        "{msg}"
+    );
+    assert!(lines.iter().all(|l| l == "09"), "{lines:?}");
+    let stats = outage.host.pager().stats();
+    assert!(
+        stats.lent_to_host >= 1,
+        "the host's copy was lent the cached bytes"
+    );
+    assert!(stats.poisoned >= 1, "the guest's own access trapped");
+    // The process is alive and the host serves the file again.
+    let (code, out) = run_captured(&outage.host, "plugin-guest", &[&outage.path], Access::Read);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("bytes=10 sum=90 "), "{out}");
 }

@@ -11,9 +11,12 @@
 //! Cases: `unaligned-region`, `unaligned-offset`, `region-too-short`, `length-over-4g`,
 //! `zero-length`, `directory` (PATH is a directory), `not-granted`, `read-write-of-read-only`
 //! (PATH opened read-only, mapped read-write), `overlap` (two mappings on one region),
-//! `write-read-only` (writes through a read-only mapping: traps).
+//! `write-read-only` (writes through a read-only mapping: traps), `copy-out` (maps the file
+//! read-only and, every 10 ms for a minute, has the host copy the mapped bytes to stderr,
+//! then reads the first byte itself and prints it as `%02x`).
 
 use std::alloc::{alloc_zeroed, Layout};
+use std::io::Write;
 use std::process::ExitCode;
 
 use afs_guest::raw::afs::client::files::{Access, Error, File};
@@ -103,6 +106,23 @@ fn run(case: &str, path: &str) -> Result<(), Error> {
             // this store traps (which is what this case checks).
             unsafe { ptr.write_volatile(1) };
             println!("accepted");
+        }
+        "copy-out" => {
+            let f = open(path, Access::Read)?;
+            let buf = buffer(PAGE);
+            let ptr = buf.as_ptr();
+            let _m = mmap::map(&f, 0, PAGE as u64, buf, Access::Read)?;
+            for _ in 0..6000 {
+                // SAFETY: `ptr` points at our own live buffer, which the host mapped
+                // read-only; we only read it.
+                let head = unsafe { std::slice::from_raw_parts(ptr, 16) };
+                // The host's code reads these bytes from our memory, not ours.
+                let _ = std::io::stderr().write_all(head);
+                // SAFETY: as above; volatile, as the host changes the page behind us.
+                let byte = unsafe { ptr.read_volatile() };
+                println!("{byte:02x}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
         other => {
             eprintln!("mmap-probe: unknown case {other:?}");

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use afs::cache::validity::{Check, Why};
 use afs::error::ErrorKind;
 
+use super::origin;
 use super::region::{self, MappedFile, Region};
 use super::{add, Access, OnUnreachable, Pager, PagerError, Reason, RevalidateEvent, PAGE};
 use crate::uffd::{Fault, FaultKind};
@@ -255,7 +256,7 @@ impl Pager {
                 }
                 Err(e) => {
                     let msg = format!("AFS error on {}: {e}", file.path);
-                    self.poison(&region, fault.address, msg);
+                    self.poison(&region, &fault, msg, gen);
                     return;
                 }
             }
@@ -310,7 +311,7 @@ impl Pager {
     }
 
     /// The server cannot be reached while a guest waits on a fault: apply the policy.
-    fn unreachable(&self, region: &Region, fault: &Fault, e: &PagerError, gen: u64) {
+    fn unreachable(&self, region: &Arc<Region>, fault: &Fault, e: &PagerError, gen: u64) {
         let file = &region.file;
         let at = region.file_offset(fault.address);
         let range = window(region, at, self.config.fault_around);
@@ -320,11 +321,21 @@ impl Pager {
             return;
         }
         let msg = format!("AFS server unreachable: {}", file.path);
-        self.poison(region, fault.address, msg);
+        self.poison(region, fault, msg, gen);
     }
 
-    /// Make the access trap, with `msg` as the trap's explanation.
-    fn poison(&self, region: &Region, addr: usize, msg: String) {
+    /// Make the access trap, with `msg` as the trap's explanation. Only a fault in wasm
+    /// code can become a trap: host code that faulted (WASI copying a mapped buffer) is
+    /// lent the cached bytes if there are any, and the guest traps at its own next access.
+    fn poison(&self, region: &Arc<Region>, fault: &Fault, msg: String, gen: u64) {
+        if !origin::fault_in_wasm(fault.thread) && self.lend_to_host(region, fault, gen) {
+            tracing::warn!(
+                path = %region.file.path,
+                "host code read cached bytes; the guest's own access will trap: {msg}"
+            );
+            return;
+        }
+        let addr = fault.address;
         tracing::warn!(path = %region.file.path, "guest access will trap: {msg}");
         *region.poisoned.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
         add(&self.stats.poisoned, 1);
@@ -332,6 +343,30 @@ impl Pager {
             tracing::error!("protecting the page: {e}");
         }
         let _ = self.uffd.wake(addr & !(PAGE - 1), PAGE);
+    }
+
+    /// Maps the cached bytes around a fault taken by host code, to be zapped again as the
+    /// host call returns ([`Pager::after_host_call`]). False if nothing there is cached.
+    fn lend_to_host(&self, region: &Arc<Region>, fault: &Fault, gen: u64) -> bool {
+        let at = region.file_offset(fault.address);
+        let mut range = window(region, at, self.config.fault_around);
+        if !self.cached(&region.file, range) {
+            range = window(region, at, PAGE as u64);
+            if !self.cached(&region.file, range) {
+                return false;
+            }
+        }
+        let Some((addr, len)) = region.host_range(range.0, range.1) else {
+            return false;
+        };
+        // Listed before the mapping wakes the thread, and under the lock that the call
+        // hook takes: no hook can miss the range once the host code can read it.
+        let mut lent = self.lent_to_host.lock().unwrap_or_else(|p| p.into_inner());
+        lent.push((region.clone(), addr, len));
+        self.any_lent_to_host.store(true, Ordering::Release);
+        self.map_range(region, range, gen);
+        add(&self.stats.lent_to_host, 1);
+        true
     }
 
     /// The revalidate hook proper: validate with the server, drop cached pages of older

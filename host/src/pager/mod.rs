@@ -22,12 +22,13 @@
 //! for itself, whatever runtime the embedder runs guests on.
 
 mod fault;
+pub mod origin;
 mod region;
 mod zap;
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -183,6 +184,8 @@ pub struct PagerStats {
     pub zaps: AtomicU64,
     /// Accesses made to trap on purpose (unreachable server).
     pub poisoned: AtomicU64,
+    /// Faults in host code on pages that had to trap, answered with cached bytes.
+    pub lent_to_host: AtomicU64,
 }
 
 /// A copy of [`PagerStats`] at one moment.
@@ -198,6 +201,7 @@ pub struct PagerStatsSnapshot {
     pub revalidations: u64,
     pub zaps: u64,
     pub poisoned: u64,
+    pub lent_to_host: u64,
 }
 
 impl PagerStatsSnapshot {
@@ -221,6 +225,7 @@ impl PagerStats {
             revalidations: g(&self.revalidations),
             zaps: g(&self.zaps),
             poisoned: g(&self.poisoned),
+            lent_to_host: g(&self.lent_to_host),
         }
     }
 }
@@ -248,6 +253,9 @@ pub struct Pager {
     next_id: AtomicU64,
     /// An eventfd that tells the fault thread to stop.
     stop: OwnedFd,
+    /// Ranges mapped with cached bytes for host code (see [`Pager::after_host_call`]).
+    lent_to_host: Mutex<Vec<(Arc<Region>, usize, usize)>>,
+    any_lent_to_host: AtomicBool,
 }
 
 impl Pager {
@@ -276,6 +284,8 @@ impl Pager {
             stats: PagerStats::default(),
             next_id: AtomicU64::new(1),
             stop,
+            lent_to_host: Mutex::default(),
+            any_lent_to_host: AtomicBool::new(false),
         });
         fault::spawn_thread(&pager).map_err(|e| PagerError::Os("fault thread", e))?;
         zap::spawn_watchers(&pager);
@@ -288,6 +298,24 @@ impl Pager {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(observer);
+    }
+
+    /// Called as every host call of a guest returns (a store's call hook). A page that
+    /// had to trap but was touched by host code was mapped with its cached bytes so that
+    /// the host's copy could complete (a fault in host code cannot become a trap); zap
+    /// it now, before the guest runs, so that the guest's own next access traps.
+    pub fn after_host_call(&self) {
+        if !self.any_lent_to_host.load(Ordering::Acquire) {
+            return;
+        }
+        let lent = {
+            let mut lent = self.lent_to_host.lock().unwrap_or_else(|p| p.into_inner());
+            self.any_lent_to_host.store(false, Ordering::Release);
+            std::mem::take(&mut *lent)
+        };
+        for (region, addr, len) in lent {
+            let _ = region::zap(&region.guest, addr, len);
+        }
     }
 
     pub fn stats(&self) -> PagerStatsSnapshot {

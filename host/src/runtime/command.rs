@@ -43,6 +43,7 @@ impl Host {
             &self.engines.engine,
             GuestState::new(self.shared.clone(), &config)?,
         );
+        store.call_hook(take_back_lent_pages);
         let command = SyncCommand::instantiate(&mut store, &component, linker)
             .map_err(anyhow::Error::from)
             .context("cannot instantiate the guest")?;
@@ -69,6 +70,7 @@ impl Host {
                 &self.engines.engine,
                 GuestState::new(self.shared.clone(), &config)?,
             );
+            store.call_hook(take_back_lent_pages);
             let command = AsyncCommand::instantiate_async(&mut store, &component, linker)
                 .await
                 .map_err(anyhow::Error::from)
@@ -105,4 +107,16 @@ impl Host {
         }
         outcome
     }
+}
+
+/// As each host call returns, the pager takes back pages it lent to host code (see
+/// [`crate::pager::Pager::after_host_call`]), before the guest runs again.
+fn take_back_lent_pages(
+    store: wasmtime::StoreContextMut<'_, GuestState>,
+    hook: wasmtime::CallHook,
+) -> wasmtime::Result<()> {
+    if matches!(hook, wasmtime::CallHook::ReturningFromHost) {
+        store.data().afs.host.pager.after_host_call();
+    }
+    Ok(())
 }

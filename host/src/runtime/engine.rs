@@ -14,6 +14,7 @@ use super::bindings::afs::client::files;
 use super::guest::GuestState;
 use super::mmap;
 use crate::memory::HostMemoryCreator;
+use crate::pager::origin;
 
 /// Bytes reserved per guest memory: all of a 32-bit address space, so compiled code
 /// needs no bounds checks (the guard region catches the rest) and the memory never
@@ -115,6 +116,7 @@ impl Engines {
         let component = Component::from_file(&self.engine, path)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot load the component {}", path.display()))?;
+        origin::register_code(component.image_range());
         cache.insert(
             key,
             Cached {
@@ -127,9 +129,11 @@ impl Engines {
     }
 
     pub(crate) fn load_bytes(&self, bytes: &[u8]) -> anyhow::Result<Component> {
-        Component::new(&self.engine, bytes)
+        let component = Component::new(&self.engine, bytes)
             .map_err(anyhow::Error::from)
-            .context("cannot load the component")
+            .context("cannot load the component")?;
+        origin::register_code(component.image_range());
+        Ok(component)
     }
 }
 
