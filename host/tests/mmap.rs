@@ -333,19 +333,29 @@ fn bad_mapping_requests_get_clear_errors_and_the_host_keeps_serving() {
             "{case}: the error has a message: {out}"
         );
     }
-    // A write through a read-only mapping traps, and the trap names the file.
-    let grant = host.grant(&dir, Access::Read).unwrap();
-    let config = GuestConfig::new("mmap-probe")
-        .grant(grant)
-        .arg("write-read-only")
-        .arg(&path);
-    let err = host
-        .run_command(&guest("mmap-probe"), config)
-        .expect_err("the write traps");
-    let msg = format!("{err:#}");
-    assert!(
-        msg.contains(&format!("read-only mapping of {path}")),
-        "{msg}"
+    // A write through a read-only mapping traps, and the trap names the file: by the
+    // guest's own code, and by the host's, writing a returned list where the guest's
+    // allocator put it (inside the mapping).
+    let lent = host.pager().stats().lent_to_host;
+    for case in ["write-read-only", "host-writes-read-only"] {
+        let grant = host.grant(&dir, Access::Read).unwrap();
+        let config = GuestConfig::new("mmap-probe")
+            .grant(grant)
+            .arg(case)
+            .arg(&path);
+        let err = host
+            .run_command(&guest("mmap-probe"), config)
+            .expect_err("the write traps");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains(&format!("write to a read-only mapping of {path}")),
+            "{case}: {msg}"
+        );
+    }
+    assert_eq!(
+        host.pager().stats().lent_to_host - lent,
+        1,
+        "the host's write went to a private page"
     );
     // The same host goes on serving guests.
     let (code, out) = run_captured(&host, "plugin-guest", &[&path], Access::Read);
@@ -573,7 +583,8 @@ fn host_code_copying_a_page_that_must_trap_gets_the_cached_bytes_and_the_guest_t
     // The guest has the host copy its mapped bytes out (WASI stderr) before it reads them
     // itself: the host's copy faults first, in host code, where a trap would end the
     // process.
-    let outage = Outage::begin_with(OnUnreachable::Trap, "copyout", 9, |path| {
+    // A '.' per copy on stderr.
+    let outage = Outage::begin_with(OnUnreachable::Trap, "copyout", b'.', |path| {
         ("mmap-probe", vec!["copy-out".into(), path.into()])
     });
     let (result, lines) = outage.reader.finish();
@@ -583,7 +594,7 @@ fn host_code_copying_a_page_that_must_trap_gets_the_cached_bytes_and_the_guest_t
         msg.contains(&format!("AFS server unreachable: {}", outage.path)),
         "{msg}"
     );
-    assert!(lines.iter().all(|l| l == "09"), "{lines:?}");
+    assert!(lines.iter().all(|l| l == "2e"), "{lines:?}");
     let stats = outage.host.pager().stats();
     assert!(
         stats.lent_to_host >= 1,
@@ -593,5 +604,38 @@ fn host_code_copying_a_page_that_must_trap_gets_the_cached_bytes_and_the_guest_t
     // The process is alive and the host serves the file again.
     let (code, out) = run_captured(&outage.host, "plugin-guest", &[&outage.path], Access::Read);
     assert_eq!(code, 0, "{out}");
-    assert!(out.starts_with("bytes=10 sum=90 "), "{out}");
+    assert!(out.starts_with("bytes=10 sum=460 "), "{out}");
+}
+
+#[test]
+fn host_code_touching_an_uncached_page_that_must_trap_gets_zeros_and_the_guest_traps() {
+    let _g = exclusive();
+    let host = Arc::new(host_with(PagerConfig {
+        on_unreachable: OnUnreachable::Trap,
+        ..PagerConfig::default()
+    }));
+    // Written by afsio, so that nothing of it is in this host's page store.
+    let path = unique_path("uncached");
+    afsio_write(&path, b"..........");
+    let probe = spawn_guest(
+        &host,
+        "mmap-probe",
+        &["copy-out-later", &path],
+        Access::Read,
+    );
+    probe.wait_for_line("mapped");
+    cell_sh(&["fs-stop"]);
+    let (result, lines) = probe.finish();
+    cell_sh(&["fs-start"]);
+    let msg = format!("{:#}", result.expect_err("the guest's own access traps"));
+    assert!(
+        msg.contains(&format!("AFS server unreachable: {path}")),
+        "{msg}"
+    );
+    // The host's copy got a page of zeros; the guest never read a byte.
+    assert_eq!(lines, ["mapped"]);
+    assert!(host.pager().stats().lent_to_host >= 1);
+    let (code, out) = run_captured(&host, "plugin-guest", &[&path], Access::Read);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("bytes=10 sum=460 "), "{out}");
 }

@@ -12,17 +12,47 @@
 //! `zero-length`, `directory` (PATH is a directory), `not-granted`, `read-write-of-read-only`
 //! (PATH opened read-only, mapped read-write), `overlap` (two mappings on one region),
 //! `write-read-only` (writes through a read-only mapping: traps), `copy-out` (maps the file
-//! read-only and, every 10 ms for a minute, has the host copy the mapped bytes to stderr,
-//! then reads the first byte itself and prints it as `%02x`).
+//! read-only and, every 10 ms for a minute, has the host copy the first byte to stderr,
+//! then reads the first byte itself and prints it as `%02x`), `copy-out-later` (the same,
+//! but prints `mapped` and waits 5 s before the first access), `host-writes-read-only` (has
+//! the host's `read` return its bytes into a read-only mapping, through a diverting
+//! allocator: must trap).
 
-use std::alloc::{alloc_zeroed, Layout};
+use std::alloc::{alloc_zeroed, GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use afs_guest::raw::afs::client::files::{Access, Error, File};
 use afs_guest::raw::afs::client::mmap;
 
 const PAGE: usize = 4096;
+
+/// When set, the next allocation (the host's `cabi_realloc` for a returned list among
+/// them) gets this address: what a hostile guest can do.
+static DIVERT: AtomicUsize = AtomicUsize::new(0);
+
+struct Diverting;
+
+// SAFETY: defers to the system allocator, except that one allocation is pointed at
+// memory the guest owns and never frees (the `host-writes-read-only` case).
+unsafe impl GlobalAlloc for Diverting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match DIVERT.swap(0, Ordering::SeqCst) {
+            // SAFETY: the caller's contract, passed on.
+            0 => unsafe { System.alloc(layout) },
+            p => p as *mut u8,
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Diverting = Diverting;
 
 /// A page-aligned, zeroed buffer of `len` bytes that lives until the guest exits (the host
 /// may map over it).
@@ -42,6 +72,32 @@ fn report(result: Result<impl Sized, Error>) {
 
 fn open(path: &str, access: Access) -> Result<File, Error> {
     File::open(path, access)
+}
+
+/// Maps the file read-only and, every 10 ms for a minute, has the host copy the first
+/// mapped byte to stderr, then reads it itself and prints it as `%02x`. With `delay`,
+/// prints `mapped` and waits that long before the first access.
+fn copy_out(path: &str, delay: Option<std::time::Duration>) -> Result<(), Error> {
+    let f = open(path, Access::Read)?;
+    let buf = buffer(PAGE);
+    let ptr = buf.as_ptr();
+    let _m = mmap::map(&f, 0, PAGE as u64, buf, Access::Read)?;
+    if let Some(delay) = delay {
+        println!("mapped");
+        std::thread::sleep(delay);
+    }
+    for _ in 0..6000 {
+        // SAFETY: `ptr` points at our own live buffer, which the host mapped read-only;
+        // we only read it.
+        let head = unsafe { std::slice::from_raw_parts(ptr, 1) };
+        // The host's code reads this byte from our memory, not ours.
+        let _ = std::io::stderr().write_all(head);
+        // SAFETY: as above; volatile, as the host changes the page behind us.
+        let byte = unsafe { ptr.read_volatile() };
+        println!("{byte:02x}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 fn run(case: &str, path: &str) -> Result<(), Error> {
@@ -107,22 +163,23 @@ fn run(case: &str, path: &str) -> Result<(), Error> {
             unsafe { ptr.write_volatile(1) };
             println!("accepted");
         }
-        "copy-out" => {
+        "copy-out" => copy_out(path, None)?,
+        "copy-out-later" => copy_out(path, Some(std::time::Duration::from_secs(5)))?,
+        "host-writes-read-only" => {
             let f = open(path, Access::Read)?;
             let buf = buffer(PAGE);
-            let ptr = buf.as_ptr();
+            let ptr = buf.as_mut_ptr();
             let _m = mmap::map(&f, 0, PAGE as u64, buf, Access::Read)?;
-            for _ in 0..6000 {
-                // SAFETY: `ptr` points at our own live buffer, which the host mapped
-                // read-only; we only read it.
-                let head = unsafe { std::slice::from_raw_parts(ptr, 16) };
-                // The host's code reads these bytes from our memory, not ours.
-                let _ = std::io::stderr().write_all(head);
-                // SAFETY: as above; volatile, as the host changes the page behind us.
-                let byte = unsafe { ptr.read_volatile() };
-                println!("{byte:02x}");
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+            println!("mapped; reading into the mapping");
+            // The host puts the bytes it returns where our allocator says: inside the
+            // read-only mapping. The call must fail (trap), and the page stay as it is.
+            DIVERT.store(ptr as usize, Ordering::SeqCst);
+            let got = f.read(0, 10);
+            DIVERT.store(0, Ordering::SeqCst);
+            let len = got.as_ref().map_or(0, Vec::len);
+            // Never free memory the allocator did not hand out.
+            std::mem::forget(got);
+            println!("accepted {len} bytes");
         }
         other => {
             eprintln!("mmap-probe: unknown case {other:?}");

@@ -18,7 +18,9 @@ use afs::error::ErrorKind;
 
 use super::origin;
 use super::region::{self, MappedFile, Region};
-use super::{add, Access, OnUnreachable, Pager, PagerError, Reason, RevalidateEvent, PAGE};
+use super::{
+    add, Access, Lent, LentKind, OnUnreachable, Pager, PagerError, Reason, RevalidateEvent, PAGE,
+};
 use crate::uffd::{Fault, FaultKind};
 
 /// Windows fetched ahead of a fault that had to fetch (a sequential scan).
@@ -92,7 +94,10 @@ impl Pager {
         match fault.kind {
             FaultKind::WriteProtect => {
                 add(&self.stats.faults_write_protect, 1);
-                self.mark_written(&region, page);
+                match region.access {
+                    Access::ReadWrite => self.mark_written(&region, page),
+                    Access::Read => self.write_to_read_only(&region, &fault),
+                }
                 self.finish(started, true);
             }
             FaultKind::Minor | FaultKind::Missing => {
@@ -133,6 +138,26 @@ impl Pager {
         if let Err(e) = self.uffd.write_protect(page, PAGE, false) {
             tracing::error!(path = %region.file.path, "clearing write protection: {e}");
         }
+    }
+
+    /// A write into a read-only mapping. By the guest's own code: make the page
+    /// read-only, so that the write's retry traps (explained as such). By host code:
+    /// lend it a private copy of the page, and fail its host call as it returns.
+    fn write_to_read_only(&self, region: &Arc<Region>, fault: &Fault) {
+        let page = fault.address & !(PAGE - 1);
+        if origin::fault_in_wasm(fault.thread) {
+            if let Err(e) = region::protect_read_only(&region.guest, page) {
+                tracing::error!(path = %region.file.path, "protecting the page: {e}");
+            }
+            let _ = self.uffd.wake(page, PAGE);
+            return;
+        }
+        let msg = format!("write to a read-only mapping of {}", region.file.path);
+        tracing::warn!(path = %region.file.path, "host code wrote into a read-only mapping");
+        let mut copy = vec![0u8; PAGE];
+        let offset = region.file_offset(page);
+        let contents = read_memfd(region, offset, &mut copy).then_some(&copy[..]);
+        self.lend_private(region, page, contents, Some(msg));
     }
 
     /// Resolve on the fault thread if no network is needed: the promise holds, the cached
@@ -208,8 +233,9 @@ impl Pager {
         if self.region_at(addr).is_none_or(|r| r.id != region.id) {
             return;
         }
-        let wp = region.access == Access::ReadWrite;
-        match self.uffd.continue_range(addr, len, wp) {
+        // Write-protected always: a write is the first to a clean page of a read-write
+        // mapping, or one that must not happen, to a read-only mapping.
+        match self.uffd.continue_range(addr, len, true) {
             Ok(n) => add(&self.stats.pages_mapped, n),
             // Unmapped between the check and the ioctl: nothing waits on it any more.
             Err(_) if self.region_at(addr).is_none_or(|r| r.id != region.id) => {
@@ -328,11 +354,15 @@ impl Pager {
     /// code can become a trap: host code that faulted (WASI copying a mapped buffer) is
     /// lent the cached bytes if there are any, and the guest traps at its own next access.
     fn poison(&self, region: &Arc<Region>, fault: &Fault, msg: String, gen: u64) {
-        if !origin::fault_in_wasm(fault.thread) && self.lend_to_host(region, fault, gen) {
+        if !origin::fault_in_wasm(fault.thread) {
             tracing::warn!(
                 path = %region.file.path,
-                "host code read cached bytes; the guest's own access will trap: {msg}"
+                "host code touched a page it cannot have now; the guest's own access will trap: {msg}"
             );
+            if !self.lend_to_host(region, fault, gen) {
+                // Nothing cached: zeros, in a private page, never in the page store.
+                self.lend_private(region, fault.address & !(PAGE - 1), None, None);
+            }
             return;
         }
         let addr = fault.address;
@@ -362,11 +392,42 @@ impl Pager {
         // Listed before the mapping wakes the thread, and under the lock that the call
         // hook takes: no hook can miss the range once the host code can read it.
         let mut lent = self.lent_to_host.lock().unwrap_or_else(|p| p.into_inner());
-        lent.push((region.clone(), addr, len));
+        lent.push(Lent {
+            region: region.clone(),
+            addr,
+            len,
+            kind: LentKind::Shared,
+        });
         self.any_lent_to_host.store(true, Ordering::Release);
         self.map_range(region, range, gen);
         add(&self.stats.lent_to_host, 1);
         true
+    }
+
+    /// Puts a private page (`contents`, or zeros) at `page` for host code that faulted
+    /// there, and wakes it; the page goes back as the host call returns, failing it with
+    /// `error` if there is one.
+    fn lend_private(
+        &self,
+        region: &Arc<Region>,
+        page: usize,
+        contents: Option<&[u8]>,
+        error: Option<String>,
+    ) {
+        let mut lent = self.lent_to_host.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = region::lend_private_page(&region.guest, page, contents) {
+            tracing::error!(path = %region.file.path, "lending a private page: {e}");
+        }
+        lent.push(Lent {
+            region: region.clone(),
+            addr: page,
+            len: PAGE,
+            kind: LentKind::Private { error },
+        });
+        self.any_lent_to_host.store(true, Ordering::Release);
+        add(&self.stats.lent_to_host, 1);
+        drop(lent);
+        let _ = self.uffd.wake(page, PAGE);
     }
 
     /// The revalidate hook proper: validate with the server, drop cached pages of older
@@ -396,4 +457,23 @@ impl Pager {
         });
         Ok(dv)
     }
+}
+
+/// Reads the page store's bytes at `offset` into `buf` (zeros past its end); false if
+/// the read failed. Reads the memfd, never the mapping, which could fault.
+fn read_memfd(region: &Region, offset: u64, buf: &mut [u8]) -> bool {
+    use std::os::unix::fs::FileExt;
+    let fd = region.file.cache.memfd().try_clone_to_owned();
+    let Ok(fd) = fd else { return false };
+    let file = std::fs::File::from(fd);
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }

@@ -253,9 +253,31 @@ pub struct Pager {
     next_id: AtomicU64,
     /// An eventfd that tells the fault thread to stop.
     stop: OwnedFd,
-    /// Ranges mapped with cached bytes for host code (see [`Pager::after_host_call`]).
-    lent_to_host: Mutex<Vec<(Arc<Region>, usize, usize)>>,
+    /// Pages lent to host code that faulted (see [`Pager::after_host_call`]).
+    lent_to_host: Mutex<Vec<Lent>>,
     any_lent_to_host: AtomicBool,
+}
+
+/// A range of a mapping lent to host code that faulted in it.
+struct Lent {
+    region: Arc<Region>,
+    addr: usize,
+    len: usize,
+    kind: LentKind,
+}
+
+enum LentKind {
+    /// The shared pages, mapped with their cached bytes; zapped to take them back.
+    Shared,
+    /// A private page in place of the shared one; mapped over again to take it back.
+    /// `error` fails the host call (a write into a read-only mapping).
+    Private { error: Option<String> },
+}
+
+impl Lent {
+    fn owned_by(&self, memory_bases: &[usize]) -> bool {
+        crate::memory::memory_containing(self.addr).is_some_and(|m| memory_bases.contains(&m.base))
+    }
 }
 
 impl Pager {
@@ -300,21 +322,61 @@ impl Pager {
             .push(observer);
     }
 
-    /// Called as every host call of a guest returns (a store's call hook). A page that
-    /// had to trap but was touched by host code was mapped with its cached bytes so that
-    /// the host's copy could complete (a fault in host code cannot become a trap); zap
-    /// it now, before the guest runs, so that the guest's own next access traps.
-    pub fn after_host_call(&self) {
+    /// Called as every host call of a guest returns (a store's call hook), with the
+    /// bases of the guest's memories. A fault in host code cannot become a trap, so
+    /// host code that faulted where the guest would trap was lent a page: the cached
+    /// bytes of a file that cannot be revalidated, or a private page. Take them back
+    /// now, before the guest runs: its own next access traps. A host write into a
+    /// read-only mapping makes the call itself fail: the error says so.
+    pub fn after_host_call(&self, memory_bases: &[usize]) -> Result<(), String> {
         if !self.any_lent_to_host.load(Ordering::Acquire) {
-            return;
+            return Ok(());
         }
-        let lent = {
+        let ours = {
             let mut lent = self.lent_to_host.lock().unwrap_or_else(|p| p.into_inner());
-            self.any_lent_to_host.store(false, Ordering::Release);
-            std::mem::take(&mut *lent)
+            let (ours, others): (Vec<Lent>, Vec<Lent>) = std::mem::take(&mut *lent)
+                .into_iter()
+                .partition(|l| l.owned_by(memory_bases));
+            // Entries of memories that are gone are dropped with them.
+            *lent = others
+                .into_iter()
+                .filter(|l| l.region.guest.is_live())
+                .collect();
+            self.any_lent_to_host
+                .store(!lent.is_empty(), Ordering::Release);
+            ours
         };
-        for (region, addr, len) in lent {
-            let _ = region::zap(&region.guest, addr, len);
+        let mut outcome = Ok(());
+        for lent in ours {
+            if let Err(msg) = self.take_back(lent) {
+                outcome = outcome.and(Err(msg));
+            }
+        }
+        outcome
+    }
+
+    fn take_back(&self, lent: Lent) -> Result<(), String> {
+        let Lent {
+            region,
+            addr,
+            len,
+            kind,
+        } = lent;
+        match kind {
+            LentKind::Shared => {
+                let _ = region::zap(&region.guest, addr, len);
+                Ok(())
+            }
+            LentKind::Private { error } => {
+                let offset = region.file_offset(addr);
+                let memfd = region.file.cache.memfd();
+                let back = region::map_shared(&region.guest, memfd, offset, (addr, len))
+                    .and_then(|()| self.uffd.register(addr, len));
+                if let Err(e) = back {
+                    tracing::error!(path = %region.file.path, "taking back a lent page: {e}");
+                }
+                error.map_or(Ok(()), Err)
+            }
         }
     }
 
@@ -347,7 +409,8 @@ impl Pager {
             poisoned: Mutex::new(None),
         });
         self.insert(&region)?;
-        let mapped = region::map_shared(&req.region, file.cache.memfd(), req.offset, req.access)
+        let whole = (region.addr, region.len);
+        let mapped = region::map_shared(&req.region, file.cache.memfd(), req.offset, whole)
             .map_err(|e| PagerError::Os("mmap", e))
             .and_then(|()| {
                 self.uffd

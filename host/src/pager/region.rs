@@ -80,29 +80,29 @@ impl Region {
     }
 }
 
-/// Maps `len` bytes of `memfd` at file offset `offset` over `region`, shared, so the guest
-/// sees (and writes) the page store's pages.
+/// Maps `len` bytes of `memfd` at file offset `offset` over `[addr, addr + len)` of
+/// `region`, shared, so the guest sees (and writes) the page store's pages. Read-only
+/// mappings are writable too: every page is mapped write-protected through userfaultfd,
+/// so a write, by guest or by host code, becomes a fault the pager can answer (a
+/// PROT_READ page would SIGSEGV host code that writes it).
 pub(super) fn map_shared(
     region: &GuestRegion,
     memfd: BorrowedFd<'_>,
     offset: u64,
-    access: Access,
+    (addr, len): (usize, usize),
 ) -> io::Result<()> {
-    let prot = match access {
-        Access::Read => libc::PROT_READ,
-        Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
-    };
+    debug_assert!(addr >= region.addr() && addr + len <= region.addr() + region.len());
     let offset = libc::off_t::try_from(offset)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset past off_t"))?;
     let mapped = region.with_live(|| {
-        // SAFETY: under `with_live`, `region` lies inside the accessible bytes of a live
+        // SAFETY: under `with_live`, the range lies inside the accessible bytes of a live
         // guest memory, which the host reserved and only guest code reads through
         // bounds-checked accesses; MAP_FIXED replaces exactly those pages and no others.
         let p = unsafe {
             libc::mmap(
-                region.addr() as *mut libc::c_void,
-                region.len(),
-                prot,
+                addr as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_FIXED,
                 memfd.as_raw_fd(),
                 offset,
@@ -111,6 +111,47 @@ pub(super) fn map_shared(
         os_result(p == libc::MAP_FAILED)
     });
     mapped.unwrap_or_else(|| Err(io::Error::other("the guest memory is gone")))
+}
+
+/// Puts a private anonymous page holding `contents` (zeros if `None`) at `page` of
+/// `region`, in place of the shared one: host code that faulted there may then read or
+/// write it without touching the page store. [`map_shared`] puts the shared page back.
+pub(super) fn lend_private_page(
+    region: &GuestRegion,
+    page: usize,
+    contents: Option<&[u8]>,
+) -> io::Result<()> {
+    debug_assert!(page.is_multiple_of(PAGE) && page >= region.addr());
+    debug_assert!(page + PAGE <= region.addr() + region.len());
+    let done = region.with_live(|| {
+        // SAFETY: under `with_live`, the page lies inside a mapped region of a live guest
+        // memory; MAP_FIXED replaces exactly that page with fresh private memory.
+        let p = unsafe {
+            libc::mmap(
+                page as *mut libc::c_void,
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        os_result(p == libc::MAP_FAILED)?;
+        if let Some(bytes) = contents {
+            let n = bytes.len().min(PAGE);
+            // SAFETY: the page was just mapped read-write, private to us, and is not
+            // registered with userfaultfd, so this copy cannot fault into the pager.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), page as *mut u8, n) };
+        }
+        Ok(())
+    });
+    done.unwrap_or(Ok(()))
+}
+
+/// Makes the page at `addr` read-only, so that the retry of a guest's write there is a
+/// memory fault in wasm code: wasmtime's trap, which the pager explains.
+pub(super) fn protect_read_only(region: &GuestRegion, addr: usize) -> io::Result<()> {
+    protect(region, addr, libc::PROT_READ)
 }
 
 /// Gives the region back to the guest as fresh zeroed anonymous memory, as it was before
@@ -159,12 +200,16 @@ pub(super) fn zap(region: &GuestRegion, addr: usize, len: usize) -> io::Result<(
 /// Makes the page at `addr` inaccessible so the guest's retry of the access traps (the
 /// pager then explains the trap with the region's poison message).
 pub(super) fn poison_page(region: &GuestRegion, addr: usize) -> io::Result<()> {
+    protect(region, addr, libc::PROT_NONE)
+}
+
+fn protect(region: &GuestRegion, addr: usize, prot: libc::c_int) -> io::Result<()> {
     let page = addr & !(PAGE - 1);
     let done = region.with_live(|| {
         // SAFETY: under `with_live`, the page lies inside a mapped region of a live guest
-        // memory; PROT_NONE only makes accesses there fault (wasmtime turns a fault in
-        // guest code into a trap).
-        let rc = unsafe { libc::mprotect(page as *mut libc::c_void, PAGE, libc::PROT_NONE) };
+        // memory; taking rights away only makes accesses there fault (wasmtime turns a
+        // fault in guest code into a trap).
+        let rc = unsafe { libc::mprotect(page as *mut libc::c_void, PAGE, prot) };
         os_result(rc != 0)
     });
     done.unwrap_or(Ok(()))

@@ -110,13 +110,18 @@ impl Host {
 }
 
 /// As each host call returns, the pager takes back pages it lent to host code (see
-/// [`crate::pager::Pager::after_host_call`]), before the guest runs again.
+/// [`crate::pager::Pager::after_host_call`]), before the guest runs again; a host write
+/// into a read-only mapping traps here, with the message that says so.
 fn take_back_lent_pages(
     store: wasmtime::StoreContextMut<'_, GuestState>,
     hook: wasmtime::CallHook,
 ) -> wasmtime::Result<()> {
-    if matches!(hook, wasmtime::CallHook::ReturningFromHost) {
-        store.data().afs.host.pager.after_host_call();
+    if !matches!(hook, wasmtime::CallHook::ReturningFromHost) {
+        return Ok(());
     }
-    Ok(())
+    let afs = &store.data().afs;
+    afs.host
+        .pager
+        .after_host_call(&afs.memory_bases)
+        .map_err(wasmtime::Error::msg)
 }
