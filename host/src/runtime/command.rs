@@ -39,11 +39,7 @@ impl Host {
         let _entered = span.enter();
         let component = self.load(wasm)?;
         let linker = self.engines.sync_linker()?;
-        let mut store = Store::new(
-            &self.engines.engine,
-            GuestState::new(self.shared.clone(), &config)?,
-        );
-        store.call_hook(take_back_lent_pages);
+        let mut store = self.store(&config)?;
         let command = SyncCommand::instantiate(&mut store, &component, linker)
             .map_err(anyhow::Error::from)
             .context("cannot instantiate the guest")?;
@@ -66,11 +62,7 @@ impl Host {
         async move {
             let component = self.load(wasm)?;
             let linker = self.engines.async_linker()?;
-            let mut store = Store::new(
-                &self.engines.engine,
-                GuestState::new(self.shared.clone(), &config)?,
-            );
-            store.call_hook(take_back_lent_pages);
+            let mut store = self.store(&config)?;
             let command = AsyncCommand::instantiate_async(&mut store, &component, linker)
                 .await
                 .map_err(anyhow::Error::from)
@@ -80,6 +72,16 @@ impl Host {
         }
         .instrument(span)
         .await
+    }
+
+    /// A store for one guest run, with the call hook the pager needs.
+    fn store(&self, config: &GuestConfig) -> anyhow::Result<Store<GuestState>> {
+        let mut store = Store::new(
+            &self.engines.engine,
+            GuestState::new(self.shared.clone(), config)?,
+        );
+        store.call_hook(take_back_lent_pages);
+        Ok(store)
     }
 
     /// The exit code of a finished guest, or its trap explained; then unmaps what the
