@@ -18,9 +18,8 @@ use afs::error::ErrorKind;
 
 use super::origin;
 use super::region::{self, MappedFile, Region};
-use super::{
-    add, Access, Lent, LentKind, OnUnreachable, Pager, PagerError, Reason, RevalidateEvent, PAGE,
-};
+use super::stats::add;
+use super::{Access, OnUnreachable, Pager, PagerError, Reason, RevalidateEvent, PAGE};
 use crate::uffd::{Fault, FaultKind};
 
 /// Windows fetched ahead of a fault that had to fetch (a sequential scan).
@@ -76,7 +75,7 @@ fn fault_loop(pager: Weak<Pager>, uffd: i32, stop: i32) {
 }
 
 /// The file bytes to map for a fault at file offset `at` in `region`.
-fn window(region: &Region, at: u64, around: u64) -> (u64, u64) {
+pub(super) fn window(region: &Region, at: u64, around: u64) -> (u64, u64) {
     let around = around.max(PAGE as u64);
     let start = at - at % around;
     let r_end = region.offset + region.len as u64;
@@ -140,26 +139,6 @@ impl Pager {
         }
     }
 
-    /// A write into a read-only mapping. By the guest's own code: make the page
-    /// read-only, so that the write's retry traps (explained as such). By host code:
-    /// lend it a private copy of the page, and fail its host call as it returns.
-    fn write_to_read_only(&self, region: &Arc<Region>, fault: &Fault) {
-        let page = fault.address & !(PAGE - 1);
-        if origin::fault_in_wasm(fault.thread) {
-            if let Err(e) = region::protect_read_only(&region.guest, page) {
-                tracing::error!(path = %region.file.path, "protecting the page: {e}");
-            }
-            let _ = self.uffd.wake(page, PAGE);
-            return;
-        }
-        let msg = format!("write to a read-only mapping of {}", region.file.path);
-        tracing::warn!(path = %region.file.path, "host code wrote into a read-only mapping");
-        let mut copy = vec![0u8; PAGE];
-        let offset = region.file_offset(page);
-        let contents = read_memfd(region, offset, &mut copy).then_some(&copy[..]);
-        self.lend_private(region, page, contents, Some(msg));
-    }
-
     /// Resolve on the fault thread if no network is needed: the promise holds, the cached
     /// pages belong to the validated data version, and the range is cached.
     fn try_fast(&self, region: &Arc<Region>, fault: &Fault) -> bool {
@@ -207,7 +186,7 @@ impl Pager {
     }
 
     /// Whether the file bytes `[start, end)` are in the page store (or read as zeros).
-    fn cached(&self, file: &MappedFile, (start, end): (u64, u64)) -> bool {
+    pub(super) fn cached(&self, file: &MappedFile, (start, end): (u64, u64)) -> bool {
         let first = start / PAGE as u64;
         let last = end.div_ceil(PAGE as u64);
         file.cache.all_present(first..last)
@@ -216,7 +195,7 @@ impl Pager {
     /// Map the file bytes `[start, end)` into `region` and wake the faulting threads.
     /// If a zap happened since `gen` was read, zap again: what was mapped may predate the
     /// break.
-    fn map_range(&self, region: &Region, (start, end): (u64, u64), gen: u64) {
+    pub(super) fn map_range(&self, region: &Region, (start, end): (u64, u64), gen: u64) {
         let file = &region.file;
         let zeros = file.cache.zeros_from().div_ceil(PAGE as u64) * PAGE as u64;
         if end > zeros {
@@ -375,61 +354,6 @@ impl Pager {
         let _ = self.uffd.wake(addr & !(PAGE - 1), PAGE);
     }
 
-    /// Maps the cached bytes around a fault taken by host code, to be zapped again as the
-    /// host call returns ([`Pager::after_host_call`]). False if nothing there is cached.
-    fn lend_to_host(&self, region: &Arc<Region>, fault: &Fault, gen: u64) -> bool {
-        let at = region.file_offset(fault.address);
-        let mut range = window(region, at, self.config.fault_around);
-        if !self.cached(&region.file, range) {
-            range = window(region, at, PAGE as u64);
-            if !self.cached(&region.file, range) {
-                return false;
-            }
-        }
-        let Some((addr, len)) = region.host_range(range.0, range.1) else {
-            return false;
-        };
-        // Listed before the mapping wakes the thread, and under the lock that the call
-        // hook takes: no hook can miss the range once the host code can read it.
-        let mut lent = self.lent_to_host.lock().unwrap_or_else(|p| p.into_inner());
-        lent.push(Lent {
-            region: region.clone(),
-            addr,
-            len,
-            kind: LentKind::Shared,
-        });
-        self.any_lent_to_host.store(true, Ordering::Release);
-        self.map_range(region, range, gen);
-        add(&self.stats.lent_to_host, 1);
-        true
-    }
-
-    /// Puts a private page (`contents`, or zeros) at `page` for host code that faulted
-    /// there, and wakes it; the page goes back as the host call returns, failing it with
-    /// `error` if there is one.
-    fn lend_private(
-        &self,
-        region: &Arc<Region>,
-        page: usize,
-        contents: Option<&[u8]>,
-        error: Option<String>,
-    ) {
-        let mut lent = self.lent_to_host.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = region::lend_private_page(&region.guest, page, contents) {
-            tracing::error!(path = %region.file.path, "lending a private page: {e}");
-        }
-        lent.push(Lent {
-            region: region.clone(),
-            addr: page,
-            len: PAGE,
-            kind: LentKind::Private { error },
-        });
-        self.any_lent_to_host.store(true, Ordering::Release);
-        add(&self.stats.lent_to_host, 1);
-        drop(lent);
-        let _ = self.uffd.wake(page, PAGE);
-    }
-
     /// The revalidate hook proper: validate with the server, drop cached pages of older
     /// data versions, note the new status, tell the observers.
     pub(super) async fn revalidate(
@@ -457,23 +381,4 @@ impl Pager {
         });
         Ok(dv)
     }
-}
-
-/// Reads the page store's bytes at `offset` into `buf` (zeros past its end); false if
-/// the read failed. Reads the memfd, never the mapping, which could fault.
-fn read_memfd(region: &Region, offset: u64, buf: &mut [u8]) -> bool {
-    use std::os::unix::fs::FileExt;
-    let fd = region.file.cache.memfd().try_clone_to_owned();
-    let Ok(fd) = fd else { return false };
-    let file = std::fs::File::from(fd);
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    true
 }

@@ -22,8 +22,10 @@
 //! for itself, whatever runtime the embedder runs guests on.
 
 mod fault;
+mod lend;
 pub mod origin;
 mod region;
+mod stats;
 mod zap;
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,7 +44,10 @@ use tokio::runtime::Handle;
 use crate::afs_runtime::{block_on, RuntimeGone};
 use crate::memory::GuestRegion;
 use crate::uffd::Uffd;
+use lend::Lent;
 use region::{MappedFile, Region};
+use stats::add;
+pub use stats::{PagerStats, PagerStatsSnapshot};
 
 /// The unit of mapping and of dirty tracking.
 pub const PAGE: usize = 4096;
@@ -167,73 +172,6 @@ pub struct MapRequest {
     pub access: Access,
 }
 
-/// Counters of the pager's work.
-#[derive(Debug, Default)]
-pub struct PagerStats {
-    pub faults_missing: AtomicU64,
-    pub faults_minor: AtomicU64,
-    pub faults_write_protect: AtomicU64,
-    /// Faults resolved on the fault thread without the network.
-    pub resolved_fast: AtomicU64,
-    /// Faults that needed the AFS runtime (validation or fetching).
-    pub resolved_slow: AtomicU64,
-    /// Nanoseconds from reading a fault to resolving it, summed.
-    pub fault_nanos: AtomicU64,
-    pub pages_mapped: AtomicU64,
-    pub revalidations: AtomicU64,
-    pub zaps: AtomicU64,
-    /// Accesses made to trap on purpose (unreachable server).
-    pub poisoned: AtomicU64,
-    /// Faults in host code on pages that had to trap, answered with cached bytes.
-    pub lent_to_host: AtomicU64,
-}
-
-/// A copy of [`PagerStats`] at one moment.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PagerStatsSnapshot {
-    pub faults_missing: u64,
-    pub faults_minor: u64,
-    pub faults_write_protect: u64,
-    pub resolved_fast: u64,
-    pub resolved_slow: u64,
-    pub fault_nanos: u64,
-    pub pages_mapped: u64,
-    pub revalidations: u64,
-    pub zaps: u64,
-    pub poisoned: u64,
-    pub lent_to_host: u64,
-}
-
-impl PagerStatsSnapshot {
-    /// Faults of every kind.
-    pub fn faults(&self) -> u64 {
-        self.faults_missing + self.faults_minor + self.faults_write_protect
-    }
-}
-
-impl PagerStats {
-    pub fn snapshot(&self) -> PagerStatsSnapshot {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        PagerStatsSnapshot {
-            faults_missing: g(&self.faults_missing),
-            faults_minor: g(&self.faults_minor),
-            faults_write_protect: g(&self.faults_write_protect),
-            resolved_fast: g(&self.resolved_fast),
-            resolved_slow: g(&self.resolved_slow),
-            fault_nanos: g(&self.fault_nanos),
-            pages_mapped: g(&self.pages_mapped),
-            revalidations: g(&self.revalidations),
-            zaps: g(&self.zaps),
-            poisoned: g(&self.poisoned),
-            lent_to_host: g(&self.lent_to_host),
-        }
-    }
-}
-
-fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
-}
-
 /// Mapped regions by address, and mapped files with their mapping counts.
 #[derive(Default)]
 struct Maps {
@@ -256,28 +194,6 @@ pub struct Pager {
     /// Pages lent to host code that faulted (see [`Pager::after_host_call`]).
     lent_to_host: Mutex<Vec<Lent>>,
     any_lent_to_host: AtomicBool,
-}
-
-/// A range of a mapping lent to host code that faulted in it.
-struct Lent {
-    region: Arc<Region>,
-    addr: usize,
-    len: usize,
-    kind: LentKind,
-}
-
-enum LentKind {
-    /// The shared pages, mapped with their cached bytes; zapped to take them back.
-    Shared,
-    /// A private page in place of the shared one; mapped over again to take it back.
-    /// `error` fails the host call (a write into a read-only mapping).
-    Private { error: Option<String> },
-}
-
-impl Lent {
-    fn owned_by(&self, memory_bases: &[usize]) -> bool {
-        crate::memory::memory_containing(self.addr).is_some_and(|m| memory_bases.contains(&m.base))
-    }
 }
 
 impl Pager {
@@ -320,64 +236,6 @@ impl Pager {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(observer);
-    }
-
-    /// Called as every host call of a guest returns (a store's call hook), with the
-    /// bases of the guest's memories. A fault in host code cannot become a trap, so
-    /// host code that faulted where the guest would trap was lent a page: the cached
-    /// bytes of a file that cannot be revalidated, or a private page. Take them back
-    /// now, before the guest runs: its own next access traps. A host write into a
-    /// read-only mapping makes the call itself fail: the error says so.
-    pub fn after_host_call(&self, memory_bases: &[usize]) -> Result<(), String> {
-        if !self.any_lent_to_host.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let ours = {
-            let mut lent = self.lent_to_host.lock().unwrap_or_else(|p| p.into_inner());
-            let (ours, others): (Vec<Lent>, Vec<Lent>) = std::mem::take(&mut *lent)
-                .into_iter()
-                .partition(|l| l.owned_by(memory_bases));
-            // Entries of memories that are gone are dropped with them.
-            *lent = others
-                .into_iter()
-                .filter(|l| l.region.guest.is_live())
-                .collect();
-            self.any_lent_to_host
-                .store(!lent.is_empty(), Ordering::Release);
-            ours
-        };
-        let mut outcome = Ok(());
-        for lent in ours {
-            if let Err(msg) = self.take_back(lent) {
-                outcome = outcome.and(Err(msg));
-            }
-        }
-        outcome
-    }
-
-    fn take_back(&self, lent: Lent) -> Result<(), String> {
-        let Lent {
-            region,
-            addr,
-            len,
-            kind,
-        } = lent;
-        match kind {
-            LentKind::Shared => {
-                let _ = region::zap(&region.guest, addr, len);
-                Ok(())
-            }
-            LentKind::Private { error } => {
-                let offset = region.file_offset(addr);
-                let memfd = region.file.cache.memfd();
-                let back = region::map_shared(&region.guest, memfd, offset, (addr, len))
-                    .and_then(|()| self.uffd.register(addr, len));
-                if let Err(e) = back {
-                    tracing::error!(path = %region.file.path, "taking back a lent page: {e}");
-                }
-                error.map_or(Ok(()), Err)
-            }
-        }
     }
 
     pub fn stats(&self) -> PagerStatsSnapshot {
