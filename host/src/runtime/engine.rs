@@ -77,25 +77,28 @@ impl Engines {
 
     /// The linker for [`wasmtime_wasi::p2::bindings::sync::Command`]s.
     pub(crate) fn sync_linker(&self) -> anyhow::Result<&Linker<GuestState>> {
-        if let Some(l) = self.sync_linker.get() {
-            return Ok(l);
-        }
-        let mut linker = Linker::new(&self.engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        add_afs(&mut linker)?;
-        Ok(self.sync_linker.get_or_init(|| linker))
+        self.linker(&self.sync_linker, wasmtime_wasi::p2::add_to_linker_sync)
     }
 
     /// The linker for async instantiation (WASI async; our imports are sync and run
     /// their blocking work on the AFS runtime).
     pub(crate) fn async_linker(&self) -> anyhow::Result<&Linker<GuestState>> {
-        if let Some(l) = self.async_linker.get() {
+        self.linker(&self.async_linker, wasmtime_wasi::p2::add_to_linker_async)
+    }
+
+    /// The linker in `cell`, made on first use: WASI (as `add_wasi` adds it) and ours.
+    fn linker<'a>(
+        &self,
+        cell: &'a OnceLock<Linker<GuestState>>,
+        add_wasi: fn(&mut Linker<GuestState>) -> wasmtime::Result<()>,
+    ) -> anyhow::Result<&'a Linker<GuestState>> {
+        if let Some(l) = cell.get() {
             return Ok(l);
         }
         let mut linker = Linker::new(&self.engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        add_wasi(&mut linker)?;
         add_afs(&mut linker)?;
-        Ok(self.async_linker.get_or_init(|| linker))
+        Ok(cell.get_or_init(|| linker))
     }
 
     /// The component in `path`, compiled once per file version.
