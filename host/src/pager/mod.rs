@@ -467,41 +467,46 @@ impl Drop for Pager {
 }
 
 fn check_request(req: &MapRequest) -> Result<(), PagerError> {
-    let bad = |m: String| Err(PagerError::InvalidArgument(format!("{}: {m}", req.path)));
-    if req.node.status.file_type == FileType::Directory {
-        return Err(PagerError::IsDirectory(req.path.clone()));
+    let region = (req.region.addr(), req.region.len());
+    check_map_request(&req.path, &req.node, req.offset, req.length, region)
+}
+
+/// Checks what a map request asks for (the file, the range, the region's alignment and
+/// size) before anything is mapped; the embedder can check a request before it knows
+/// the region to be guest memory. [`Pager::map`] checks again.
+pub fn check_map_request(
+    path: &str,
+    node: &Node,
+    offset: u64,
+    length: u64,
+    (addr, len): (usize, usize),
+) -> Result<(), PagerError> {
+    let bad = |m: String| Err(PagerError::InvalidArgument(format!("{path}: {m}")));
+    if node.status.file_type == FileType::Directory {
+        return Err(PagerError::IsDirectory(path.to_string()));
     }
-    if req.node.status.file_type != FileType::File {
+    if node.status.file_type != FileType::File {
         return bad("not a regular file".into());
     }
-    if req.length == 0 {
+    if length == 0 {
         return bad("mapping length is zero".into());
     }
-    if req.length > MAX_MAPPING {
-        return bad(format!("mapping length {} is over 4 GiB", req.length));
+    if length > MAX_MAPPING {
+        return bad(format!("mapping length {length} is over 4 GiB"));
     }
-    if !req.offset.is_multiple_of(PAGE as u64) {
-        return bad(format!(
-            "file offset {} is not a multiple of 4096",
-            req.offset
-        ));
+    if !offset.is_multiple_of(PAGE as u64) {
+        return bad(format!("file offset {offset} is not a multiple of 4096"));
     }
-    if req
-        .offset
-        .checked_add(req.length)
-        .is_none_or(|e| e > MAX_FILE_SIZE)
-    {
+    if offset.checked_add(length).is_none_or(|e| e > MAX_FILE_SIZE) {
         return bad("the range ends past the largest file".into());
     }
-    if !req.region.addr().is_multiple_of(PAGE) {
+    if !addr.is_multiple_of(PAGE) {
         return bad("the region is not 4096-byte aligned".into());
     }
-    let want = req.length.div_ceil(PAGE as u64) * PAGE as u64;
-    if req.region.len() as u64 != want {
+    let want = length.div_ceil(PAGE as u64) * PAGE as u64;
+    if len as u64 != want {
         return bad(format!(
-            "the region is {} bytes; mapping {} bytes needs exactly {want}",
-            req.region.len(),
-            req.length
+            "the region is {len} bytes; mapping {length} bytes needs exactly {want}"
         ));
     }
     Ok(())

@@ -17,31 +17,16 @@ use super::guest::GuestState;
 use crate::memory::{self, GuestRegion, RegionError};
 use crate::pager::{self, MapRequest, Mapping};
 
-/// The WIT's page: regions and offsets are multiples of it.
-const PAGE: u64 = 4096;
-/// Longest mapping.
-const MAX_LENGTH: u64 = 1 << 32;
-
 /// A live mapping, as the guest's `mapping` resource. Dropping the resource unmaps it
 /// (storing its dirty pages first).
-pub struct MappingRes {
-    path: String,
-    mapping: Option<Mapping>,
-}
+pub struct MappingRes(Mapping);
 
 impl MappingRes {
-    fn get(&self) -> &Mapping {
-        self.mapping
-            .as_ref()
-            .expect("a mapping resource holds its mapping until dropped")
-    }
-
     /// Unmaps now, logging what went wrong (the guest has nobody to tell).
-    pub(crate) fn unmap(mut self) {
-        if let Some(m) = self.mapping.take() {
-            if let Err(e) = m.unmap() {
-                tracing::warn!(path = %self.path, error = %e, "unmap failed");
-            }
+    pub(crate) fn unmap(self) {
+        let path = self.0.path().to_string();
+        if let Err(e) = self.0.unmap() {
+            tracing::warn!(%path, error = %e, "unmap failed");
         }
     }
 }
@@ -110,10 +95,7 @@ impl GuestState {
         match self.afs.host.pager.map(request) {
             Ok(mapping) => {
                 tracing::debug!(%path, offset, length, ?access, took = ?started.elapsed(), "map");
-                let res = self.table.push(MappingRes {
-                    path,
-                    mapping: Some(mapping),
-                })?;
+                let res = self.table.push(MappingRes(mapping))?;
                 self.afs.mappings.insert(res.rep());
                 Ok(Ok(res))
             }
@@ -131,48 +113,8 @@ impl GuestState {
         access: Access,
     ) -> Result<GuestRegion, Error> {
         let path = &f.path;
-        if length == 0 {
-            return Err(invalid(path, "cannot map zero bytes"));
-        }
-        if length > MAX_LENGTH {
-            return Err(invalid(
-                path,
-                format!("mapping length {length} is past 4 GiB"),
-            ));
-        }
-        if !offset.is_multiple_of(PAGE) {
-            return Err(invalid(
-                path,
-                format!("offset {offset} is not a multiple of {PAGE}"),
-            ));
-        }
-        if offset.checked_add(length).is_none() {
-            return Err(invalid(path, "offset + length overflows"));
-        }
-        // Messages give the guest its own addresses, never the host's.
-        let at = match memory::memory_containing(ptr as usize) {
-            Some(m) => format!("at {:#x}", ptr as usize - m.base),
-            None => "outside the guest's memory".to_string(),
-        };
-        if !(ptr as usize as u64).is_multiple_of(PAGE) {
-            return Err(invalid(
-                path,
-                format!("region {at} is not {PAGE}-byte aligned"),
-            ));
-        }
-        let want = length.div_ceil(PAGE) * PAGE;
-        if len as u64 != want {
-            return Err(invalid(
-                path,
-                format!("region of {len} bytes for {length} bytes mapped (must be {want})"),
-            ));
-        }
-        if f.node.status.file_type != afs::types::FileType::File {
-            return Err(wit_error(
-                ErrorCode::IsDirectory,
-                format!("{path}: not a regular file"),
-            ));
-        }
+        pager::check_map_request(path, &f.node, offset, length, (ptr as usize, len))
+            .map_err(|e| pager_error(path, &e))?;
         if access == Access::ReadWrite {
             if f.access != Access::ReadWrite {
                 return Err(wit_error(
@@ -196,6 +138,11 @@ impl GuestState {
                 RegionError::PastEnd { .. } => "ends past the guest's memory",
                 _ => "is not in the guest's memory",
             };
+            // Messages give the guest its own addresses, never the host's.
+            let at = match memory::memory_containing(ptr as usize) {
+                Some(m) => format!("at {:#x}", ptr as usize - m.base),
+                None => "outside the guest's memory".to_string(),
+            };
             invalid(path, format!("region {at} of {len} bytes {why}"))
         })
     }
@@ -212,28 +159,25 @@ impl GuestState {
 
 impl HostMapping for GuestState {
     fn offset(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&m)?.get().offset())
+        Ok(self.table.get(&m)?.0.offset())
     }
 
     fn length(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&m)?.get().length())
+        Ok(self.table.get(&m)?.0.length())
     }
 
     fn data_version(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&m)?.get().data_version())
+        Ok(self.table.get(&m)?.0.data_version())
     }
 
     fn sync(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<Result<(), Error>> {
-        let res = self.table.get(&m)?;
-        Ok(res.get().sync().map_err(|e| pager_error(&res.path, &e)))
+        let m = &self.table.get(&m)?.0;
+        Ok(m.sync().map_err(|e| pager_error(m.path(), &e)))
     }
 
     fn revalidate_now(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<Result<u64, Error>> {
-        let res = self.table.get(&m)?;
-        Ok(res
-            .get()
-            .revalidate_now()
-            .map_err(|e| pager_error(&res.path, &e)))
+        let m = &self.table.get(&m)?.0;
+        Ok(m.revalidate_now().map_err(|e| pager_error(m.path(), &e)))
     }
 
     fn drop(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<()> {
