@@ -8,6 +8,7 @@
 //! hook takes the pages back as the host call returns ([`Pager::after_host_call`]): the
 //! guest's own next access traps, and a write into a read-only mapping fails the call.
 
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -64,16 +65,13 @@ impl Pager {
                 .store(!lent.is_empty(), Ordering::Release);
             ours
         };
-        let mut outcome = Ok(());
-        for lent in ours {
-            if let Err(msg) = self.take_back(lent) {
-                outcome = outcome.and(Err(msg));
-            }
-        }
-        outcome
+        // Every page goes back; the first error is the call's.
+        ours.into_iter()
+            .map(|lent| self.take_back(lent))
+            .fold(Ok(()), Result::and)
     }
 
-    pub(super) fn take_back(&self, lent: Lent) -> Result<(), String> {
+    fn take_back(&self, lent: Lent) -> Result<(), String> {
         let Lent {
             region,
             addr,
@@ -112,10 +110,10 @@ impl Pager {
         }
         let msg = format!("write to a read-only mapping of {}", region.file.path);
         tracing::warn!(path = %region.file.path, "host code wrote into a read-only mapping");
-        let mut copy = vec![0u8; PAGE];
-        let offset = region.file_offset(page);
-        let contents = read_memfd(region, offset, &mut copy).then_some(&copy[..]);
-        self.lend_private(region, page, contents, Some(msg));
+        // The page has a PTE (the fault was write-protect), so the memfd has it: a
+        // copy-on-write view takes the host's write.
+        let copy_of = (region.file.cache.memfd(), region.file_offset(page));
+        self.lend_private(region, page, Some(copy_of), Some(msg));
     }
 
     /// Maps the cached bytes around a fault taken by host code, to be zapped again as the
@@ -132,63 +130,48 @@ impl Pager {
         let Some((addr, len)) = region.host_range(range.0, range.1) else {
             return false;
         };
-        // Listed before the mapping wakes the thread, and under the lock that the call
-        // hook takes: no hook can miss the range once the host code can read it.
-        let mut lent = self.lent_to_host.lock().unwrap_or_else(|p| p.into_inner());
-        lent.push(Lent {
+        let lent = Lent {
             region: region.clone(),
             addr,
             len,
             kind: LentKind::Shared,
-        });
-        self.any_lent_to_host.store(true, Ordering::Release);
-        self.map_range(region, range, gen);
-        add(&self.stats.lent_to_host, 1);
+        };
+        self.lend(lent, || self.map_range(region, range, gen));
         true
     }
 
-    /// Puts a private page (`contents`, or zeros) at `page` for host code that faulted
-    /// there, and wakes it; the page goes back as the host call returns, failing it with
-    /// `error` if there is one.
+    /// Puts a private page (a copy-on-write view of the memfd page `copy_of`, or zeros)
+    /// at `page` for host code that faulted there, and wakes it; the page goes back as
+    /// the host call returns, failing it with `error` if there is one.
     pub(super) fn lend_private(
         &self,
         region: &Arc<Region>,
         page: usize,
-        contents: Option<&[u8]>,
+        copy_of: Option<(BorrowedFd<'_>, u64)>,
         error: Option<String>,
     ) {
-        let mut lent = self.lent_to_host.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = region::lend_private_page(&region.guest, page, contents) {
-            tracing::error!(path = %region.file.path, "lending a private page: {e}");
-        }
-        lent.push(Lent {
+        let lent = Lent {
             region: region.clone(),
             addr: page,
             len: PAGE,
             kind: LentKind::Private { error },
+        };
+        self.lend(lent, || {
+            if let Err(e) = region::lend_private_page(&region.guest, page, copy_of) {
+                tracing::error!(path = %region.file.path, "lending a private page: {e}");
+            }
+            let _ = self.uffd.wake(page, PAGE);
         });
-        self.any_lent_to_host.store(true, Ordering::Release);
-        add(&self.stats.lent_to_host, 1);
-        drop(lent);
-        let _ = self.uffd.wake(page, PAGE);
     }
-}
 
-/// Reads the page store's bytes at `offset` into `buf` (zeros past its end); false if
-/// the read failed. Reads the memfd, never the mapping, which could fault.
-fn read_memfd(region: &Region, offset: u64, buf: &mut [u8]) -> bool {
-    use std::os::unix::fs::FileExt;
-    let fd = region.file.cache.memfd().try_clone_to_owned();
-    let Ok(fd) = fd else { return false };
-    let file = std::fs::File::from(fd);
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
+    /// Lists `lent`, then runs `hand_over` (which wakes the faulting thread). Both happen
+    /// under the lock that the call hook takes, so no hook can miss the range once the
+    /// host code can touch it.
+    fn lend(&self, lent: Lent, hand_over: impl FnOnce()) {
+        let mut list = self.lent_to_host.lock().unwrap_or_else(|p| p.into_inner());
+        list.push(lent);
+        self.any_lent_to_host.store(true, Ordering::Release);
+        hand_over();
+        add(&self.stats.lent_to_host, 1);
     }
-    true
 }

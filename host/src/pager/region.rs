@@ -113,37 +113,41 @@ pub(super) fn map_shared(
     mapped.unwrap_or_else(|| Err(io::Error::other("the guest memory is gone")))
 }
 
-/// Puts a private anonymous page holding `contents` (zeros if `None`) at `page` of
-/// `region`, in place of the shared one: host code that faulted there may then read or
-/// write it without touching the page store. [`map_shared`] puts the shared page back.
+/// Puts a private page at `page` of `region`, in place of the shared one: a
+/// copy-on-write view of the memfd's page at `copy_of` (file offset), or zeros. Host code
+/// that faulted there may then read or write it without touching the page store.
+/// [`map_shared`] puts the shared page back.
 pub(super) fn lend_private_page(
     region: &GuestRegion,
     page: usize,
-    contents: Option<&[u8]>,
+    copy_of: Option<(BorrowedFd<'_>, u64)>,
 ) -> io::Result<()> {
     debug_assert!(page.is_multiple_of(PAGE) && page >= region.addr());
     debug_assert!(page + PAGE <= region.addr() + region.len());
+    let (flags, fd, offset) = match copy_of {
+        Some((memfd, offset)) => (
+            libc::MAP_PRIVATE,
+            memfd.as_raw_fd(),
+            libc::off_t::try_from(offset)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset past off_t"))?,
+        ),
+        None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0),
+    };
     let done = region.with_live(|| {
         // SAFETY: under `with_live`, the page lies inside a mapped region of a live guest
-        // memory; MAP_FIXED replaces exactly that page with fresh private memory.
+        // memory; MAP_FIXED replaces exactly that page with private memory, whose
+        // writes never reach the memfd.
         let p = unsafe {
             libc::mmap(
                 page as *mut libc::c_void,
                 PAGE,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-                -1,
-                0,
+                flags | libc::MAP_FIXED,
+                fd,
+                offset,
             )
         };
-        os_result(p == libc::MAP_FAILED)?;
-        if let Some(bytes) = contents {
-            let n = bytes.len().min(PAGE);
-            // SAFETY: the page was just mapped read-write, private to us, and is not
-            // registered with userfaultfd, so this copy cannot fault into the pager.
-            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), page as *mut u8, n) };
-        }
-        Ok(())
+        os_result(p == libc::MAP_FAILED)
     });
     done.unwrap_or(Ok(()))
 }
