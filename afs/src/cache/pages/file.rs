@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use super::error::PageError;
 use super::fetch::{Flight, ReadAhead};
 use super::stats::{self, PageStats};
-use super::table::{Counts, PageTable, Runs, DIRTY, FLUSHING, PRESENT};
+use super::table::{Counts, PageTable, Runs, DIRTY, FLUSHING, PRESENT, REDIRTY};
 use super::{Shared, MAX_FILE_SIZE, PAGE_SIZE};
 use crate::types::Fid;
 
@@ -375,22 +375,7 @@ impl FileCache {
             return 0;
         }
         let tick = self.tick();
-        let version = st.data_version.unwrap_or(0);
-        self.mutate(&mut st, |st| {
-            let mut marked = 0;
-            for p in pages.start..end {
-                let old = st.pages.flags(p);
-                let flushing = old & FLUSHING != 0;
-                let redirty = if flushing { super::table::REDIRTY } else { 0 };
-                let keep = old & (FLUSHING | super::table::REDIRTY);
-                if old & DIRTY == 0 || flushing {
-                    marked += 1;
-                }
-                let v = (old & PRESENT == 0).then_some(version);
-                st.pages.set(p, PRESENT | DIRTY | keep | redirty, v, tick);
-            }
-            marked
-        })
+        self.mutate(&mut st, |st| set_dirty(st, pages.start..end, tick))
     }
 
     /// Bytes from this offset on are never fetched (past the file, past what the server
@@ -560,20 +545,27 @@ impl FileCache {
         }
         self.pwrite(offset, data)?;
         let tick = self.tick();
-        let version = st.data_version.unwrap_or(0);
-        self.mutate(st, |st| {
-            for p in pages_of(offset, end) {
-                let old = st.pages.flags(p);
-                let redirty = if old & FLUSHING != 0 {
-                    super::table::REDIRTY
-                } else {
-                    0
-                };
-                let keep = old & (FLUSHING | super::table::REDIRTY);
-                let v = (old & PRESENT == 0).then_some(version);
-                st.pages.set(p, PRESENT | DIRTY | keep | redirty, v, tick);
-            }
-        });
+        self.mutate(st, |st| set_dirty(st, pages_of(offset, end), tick));
         Ok(())
     }
+}
+
+/// Marks `pages` present and dirty. A page that is being flushed is marked written again
+/// too, so that the flush does not make it clean. Returns the pages that were clean or
+/// being flushed.
+fn set_dirty(st: &mut FileState, pages: std::ops::Range<u64>, tick: u64) -> u64 {
+    let version = st.data_version.unwrap_or(0);
+    let mut marked = 0;
+    for p in pages {
+        let old = st.pages.flags(p);
+        let flushing = old & FLUSHING != 0;
+        if old & DIRTY == 0 || flushing {
+            marked += 1;
+        }
+        let redirty = if flushing { REDIRTY } else { 0 };
+        let keep = old & (FLUSHING | REDIRTY);
+        let v = (old & PRESENT == 0).then_some(version);
+        st.pages.set(p, PRESENT | DIRTY | keep | redirty, v, tick);
+    }
+    marked
 }
