@@ -9,7 +9,9 @@
 #    of plain guest memory, cold first scan vs afsio reading the file, faults and time per
 #    fault of a full scan after a third-party change, and the delay from an afsio write
 #    returning to a reader guest printing the new byte (BENCH_CHANGES writes).
-# Usage: [BENCH=all|throughput|latency|mmap] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
+#  - idle: the CPU time an idle `afs-wasm watch` and an idle mapped reader guest (reading
+#    its byte once a second) use over BENCH_IDLE_SECS (default 30) seconds.
+# Usage: [BENCH=all|throughput|latency|mmap|idle] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-100}
@@ -17,7 +19,7 @@ rounds=${2:-3}
 section=${BENCH:-all}
 changes=${BENCH_CHANGES:-100}
 die() { echo "bench: $*" >&2; exit 1; }
-case $section in all | throughput | latency | mmap) ;; *) die "BENCH must be all, throughput, latency or mmap" ;; esac
+case $section in all | throughput | latency | mmap | idle) ;; *) die "BENCH must be all, throughput, latency, mmap or idle" ;; esac
 [[ $changes =~ ^[1-9][0-9]*$ ]] || die "BENCH_CHANGES must be a positive number"
 testcell/cell.sh up >&2
 # afsio crosses the same veth as afs-wasm, not the namespace's loopback.
@@ -182,8 +184,47 @@ mmap() {
     target/release/examples/mmap_bench testcell/cell.sh "$AFS_TEST_DIR" "${BENCH_MAP_MIB:-64}" "$changes"
 }
 
+cpu_ticks() { # PID: user+system clock ticks the process used so far
+    local f
+    read -ra f < "/proc/$1/stat"
+    # Fields after the parenthesised name: utime and stime are fields 14 and 15.
+    echo $((f[13] + f[14]))
+}
+
+# The idle cost of the client: it should sleep until something happens (a datagram,
+# a timer it set), not wake on a tick.
+idle() {
+    local path="$AFS_TEST_DIR/bench-idle-$$" secs=${BENCH_IDLE_SECS:-30} hz pid t0 t1 name
+    local wasm=target/wasm32-wasip2/release
+    hz=$(getconf CLK_TCK)
+    examples/build-guests.sh -q > /dev/null
+    printf 'x' > "$work/idle"
+    "${afs[@]}" put "$work/idle" "$path"
+    afs_paths+=("$path")
+    echo "idle CPU over ${secs} s (user+system time / wall time; ${hz} Hz ticks)"
+    for name in watch reader; do
+        case $name in
+            watch) "${afs[@]}" watch "$path" > /dev/null 2>&1 & ;;
+            reader) "${afs[@]}" run --grant "$AFS_TEST_DIR:ro" "$wasm/mmap-reader.wasm" "$path" \
+                > /dev/null 2>&1 & ;;
+        esac
+        pid=$!
+        watch_pid=$pid
+        sleep 3 # settle: start-up, the first fetch and fault
+        t0=$(cpu_ticks "$pid")
+        sleep "$secs"
+        t1=$(cpu_ticks "$pid")
+        kill "$pid"; wait "$pid" 2>/dev/null || true
+        watch_pid=
+        python3 -c "import sys; t=(int(sys.argv[2])-int(sys.argv[1]))/int(sys.argv[3]); s=int(sys.argv[4]); print(f'  {sys.argv[5]:<40} {t*1000:8.1f} ms CPU in {s} s = {100*t/s:6.3f}% of a core')" \
+            "$t0" "$t1" "$hz" "$secs" \
+            "$([[ $name == watch ]] && echo 'afs-wasm watch (no changes)' || echo 'mapped reader guest (1 read/s)')"
+    done
+}
+
 case $section in
-    all) throughput; echo; latency; echo; mmap ;;
+    all) throughput; echo; latency; echo; mmap; echo; idle ;;
+    idle) idle ;;
     throughput) throughput ;;
     latency) latency ;;
     mmap) mmap ;;

@@ -48,6 +48,8 @@ usage: cell.sh COMMAND [ARGS...]
   fs-restart keep|drop restart the fileserver keeping (fsstate.dat) or dropping client state
   fs-stop | fs-start   stop (SIGQUIT, saves state) / start the fileserver
   loss PERCENT         drop PERCENT% of UDP to and from port 7000 (0 removes the rules)
+  loss-replies PERCENT drop PERCENT% of the fileserver's replies and acks to clients outside the
+                       namespace (our client), keeping its own callback calls (0 removes it)
   link down|up         take the veth link down / up (partition)
   afsio ARGS...        run OpenAFS afsio as a third-party client (inside the namespaces)
   afsio-put LOCAL AFSPATH [-force]
@@ -574,6 +576,35 @@ EOF
     echo "$p" > "$RUN/loss"
 }
 
+# Loss of the fileserver's answers only: its reply and ACK packets (flags byte without
+# CLIENT_INITIATED) leaving through the veth, i.e. to our client on the host side, while the
+# callback calls the fileserver makes to that client (CLIENT_INITIATED set) all pass. This is
+# what makes a break overtake the reply that granted the promise it breaks. The Rx flags byte
+# is at UDP payload offset 21: transport header bit offset 8*(8+21) = 232. afsio running
+# inside the namespace talks over lo and is not slowed (with AFSIO_NET=host it would be).
+# Its own table, so `loss` and `loss-replies` do not undo each other; both rules count
+# (`nft list table inet afswasm_loss_replies` inside the namespace shows the counters).
+NFT_TABLE_REPLIES=afswasm_loss_replies
+
+cmd_loss_replies() {
+    local p="${1:-}" h
+    [[ $p =~ ^[0-9]+$ && $p -le 100 ]] || die "usage: cell.sh loss-replies PERCENT (0-100)"
+    h="$(holder)" || die "the cell is not up"
+    nsenter -t "$h" -n nft delete table inet "$NFT_TABLE_REPLIES" 2>/dev/null || true
+    rm -f "$RUN/loss-replies"
+    [[ $p -eq 0 ]] && return 0
+    nsenter -t "$h" -n nft -f - <<EOF
+table inet $NFT_TABLE_REPLIES {
+    chain out {
+        type filter hook output priority 0;
+        oifname "$VETH_NS" udp sport 7000 @th,232,8 & 0x01 == 0x01 counter
+        oifname "$VETH_NS" udp sport 7000 @th,232,8 & 0x01 == 0x00 numgen random mod 100 < $p counter drop
+    }
+}
+EOF
+    echo "$p" > "$RUN/loss-replies"
+}
+
 cmd_link() {
     local h
     h="$(holder)" || die "the cell is not up"
@@ -716,7 +747,7 @@ main() {
     local cmd="${1:-}"
     [[ $# -gt 0 ]] && shift
     case $cmd in
-        up | down | fs-restart | fs-stop | fs-start | loss | link) lock ;;
+        up | down | fs-restart | fs-stop | fs-start | loss | loss-replies | link) lock ;;
     esac
     case $cmd in
         up) cmd_up ;;
@@ -731,6 +762,7 @@ main() {
             wait_fs 300
             ;;
         loss) cmd_loss "$@" ;;
+        loss-replies) cmd_loss_replies "$@" ;;
         link) cmd_link "$@" ;;
         afsio) afsio_run "$@" ;;
         afsio-put) afsio_put "$@" ;;

@@ -4,6 +4,10 @@
 //! it saw us at). Each break or reset is answered first and then published as a
 //! [`CallbackEvent`] to every subscriber, so nothing a subscriber does (such as a
 //! FetchStatus to the same server) can delay the reply the server is waiting for.
+//!
+//! Anyone can send a datagram to our port. Calls that change or reveal our state
+//! (breaks, resets, who we are) are answered only for fileservers we know
+//! ([`SenderCheck`]); anyone else gets an abort and leaves nothing behind.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -49,7 +53,15 @@ pub struct CallbackStats {
     pub fids_broken: AtomicU64,
     pub resets: AtomicU64,
     pub probes: AtomicU64,
+    /// Calls refused because they did not come from a fileserver we know.
+    pub refused: AtomicU64,
 }
+
+/// Whether a peer is a fileserver whose callbacks we believe.
+pub type SenderCheck = Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>;
+
+/// The abort for a callback call from a stranger.
+pub const NOT_A_FILESERVER: i32 = rx::error::codes::RX_INVALID_OPERATION;
 
 /// Answers RXAFSCB calls and publishes what they mean.
 /// Work to run once the reply to the server is on the wire.
@@ -62,6 +74,7 @@ pub type RevokeHook = Arc<dyn Fn(&CallbackEvent) -> Option<AfterReply> + Send + 
 
 pub struct CallbackService {
     identity: CmIdentity,
+    senders: SenderCheck,
     revoke: RevokeHook,
     events: broadcast::Sender<CallbackEvent>,
     stats: Arc<CallbackStats>,
@@ -70,10 +83,11 @@ pub struct CallbackService {
 impl CallbackService {
     /// A service for a client with `uuid`. We report no interfaces, so a server
     /// never tries addresses other than the one it saw us at.
-    pub fn new(uuid: Uuid, revoke: RevokeHook) -> Self {
+    pub fn new(uuid: Uuid, senders: SenderCheck, revoke: RevokeHook) -> Self {
         let (events, _) = broadcast::channel(4096);
         Self {
             revoke,
+            senders,
             identity: CmIdentity {
                 interfaces: InterfaceAddr {
                     uuid,
@@ -146,6 +160,12 @@ impl CallbackService {
             }
         };
         trace!(peer = %call.peer, ?req, "callback request");
+        let stateless = matches!(req, CbRequest::Probe | CbRequest::Unknown(_));
+        if !stateless && !(self.senders)(call.peer) {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            debug!(peer = %call.peer, op = req.opcode(), "callback call from a stranger refused");
+            return Response::abort(NOT_A_FILESERVER);
+        }
         let event = self.event_for(&req, call.peer, at);
         // Forget revoked promises before answering; tell subscribers after.
         let then = event.as_ref().and_then(|e| (self.revoke)(e));
@@ -179,6 +199,10 @@ mod tests {
     use super::*;
     use crate::types::CallBack;
 
+    fn anyone() -> SenderCheck {
+        Arc::new(|_| true)
+    }
+
     fn incoming(req: &CbRequest) -> IncomingCall {
         IncomingCall {
             peer: "10.0.0.1:7000".parse().unwrap(),
@@ -191,7 +215,8 @@ mod tests {
 
     #[test]
     fn break_is_published_after_reply() {
-        let svc = CallbackService::new(Uuid::random(), Arc::new(|_: &CallbackEvent| None));
+        let svc =
+            CallbackService::new(Uuid::random(), anyone(), Arc::new(|_: &CallbackEvent| None));
         let mut rx = svc.subscribe();
         let fid = Fid::new(536870915, 2, 3);
         let req = CbRequest::CallBack {
@@ -210,7 +235,8 @@ mod tests {
 
     #[test]
     fn unknown_and_garbage_requests_abort() {
-        let svc = CallbackService::new(Uuid::random(), Arc::new(|_: &CallbackEvent| None));
+        let svc =
+            CallbackService::new(Uuid::random(), anyone(), Arc::new(|_: &CallbackEvent| None));
         let resp = svc.handle(&incoming(&CbRequest::Unknown(9999)));
         assert_eq!(resp.reply, Err(rx::error::codes::RXGEN_OPCODE));
         let mut call = incoming(&CbRequest::Probe);
@@ -222,7 +248,7 @@ mod tests {
     #[test]
     fn probe_for_another_uuid_is_a_reset() {
         let uuid = Uuid::random();
-        let svc = CallbackService::new(uuid, Arc::new(|_: &CallbackEvent| None));
+        let svc = CallbackService::new(uuid, anyone(), Arc::new(|_: &CallbackEvent| None));
         let mut rx = svc.subscribe();
         let ours = svc.handle(&incoming(&CbRequest::ProbeUuid { client_uuid: uuid }));
         (ours.after_reply.unwrap_or_else(|| Box::new(|| {})))();
@@ -240,7 +266,7 @@ mod tests {
     #[test]
     fn identity_answers() {
         let uuid = Uuid::random();
-        let svc = CallbackService::new(uuid, Arc::new(|_: &CallbackEvent| None));
+        let svc = CallbackService::new(uuid, anyone(), Arc::new(|_: &CallbackEvent| None));
         let resp = svc.handle(&incoming(&CbRequest::TellMeAboutYourself));
         let body = resp.reply.unwrap();
         let (addr, caps) = p::decode_tell_me_about_yourself_reply(&body).unwrap();
@@ -251,5 +277,44 @@ mod tests {
             client_uuid: Uuid::random(),
         }));
         assert_eq!(other.reply, Err(p::PROBE_UUID_MISMATCH));
+    }
+
+    #[test]
+    fn strangers_are_refused_and_leave_nothing() {
+        let server: SocketAddr = "10.0.0.1:7000".parse().unwrap();
+        let svc = CallbackService::new(
+            Uuid::random(),
+            Arc::new(move |peer| peer == server),
+            Arc::new(|_: &CallbackEvent| panic!("nothing may be revoked")),
+        );
+        let mut rx = svc.subscribe();
+        let requests = [
+            CbRequest::CallBack {
+                fids: vec![Fid::new(1, 0, 0)],
+                callbacks: vec![],
+            },
+            CbRequest::InitCallBackState,
+            CbRequest::InitCallBackState3 {
+                server_uuid: Uuid::random(),
+            },
+            CbRequest::ProbeUuid {
+                client_uuid: Uuid::random(),
+            },
+            CbRequest::TellMeAboutYourself,
+            CbRequest::WhoAreYou,
+        ];
+        for req in &requests {
+            let mut call = incoming(req);
+            call.peer = "10.0.0.9:7000".parse().unwrap();
+            let resp = svc.handle(&call);
+            assert_eq!(resp.reply, Err(NOT_A_FILESERVER), "{req:?}");
+            assert!(resp.after_reply.is_none());
+        }
+        assert!(rx.try_recv().is_err());
+        assert_eq!(svc.stats.refused.load(Ordering::Relaxed), 6);
+        // A probe says nothing about us: anyone gets its empty answer.
+        let mut probe = incoming(&CbRequest::Probe);
+        probe.peer = "10.0.0.9:7000".parse().unwrap();
+        assert_eq!(svc.handle(&probe).reply, Ok(vec![]));
     }
 }

@@ -9,7 +9,7 @@ use tracing::debug;
 use crate::error::ErrorKind;
 use crate::proto::vl::{self as p, ListAddrByAttributes, ServerRef, VldbEntry};
 use crate::rpc::{self, args, Error, Result};
-use crate::types::VolumeType;
+use crate::types::{Uuid, VolumeType};
 
 /// The vlserver's Rx service id.
 pub const SERVICE: u16 = 52;
@@ -24,6 +24,9 @@ pub struct VolumeLocation {
     pub ids: [u32; 3],
     /// Fileservers holding each type, indexed like `ids`.
     pub servers: [Vec<SocketAddr>; 3],
+    /// Each fileserver of the volume: its UUID (multihomed servers) and every
+    /// address it has. Callbacks from any of them speak for that server.
+    pub hosts: Vec<(Option<Uuid>, Vec<SocketAddr>)>,
 }
 
 impl VolumeLocation {
@@ -116,17 +119,22 @@ impl VlClient {
     /// Turns VLDB sites into fileserver addresses, resolving multihomed servers.
     async fn locate(&self, entry: VldbEntry) -> Result<VolumeLocation> {
         let mut servers: [Vec<SocketAddr>; 3] = Default::default();
+        let mut hosts = Vec::new();
         for site in &entry.sites {
             if site.flags & p::VLSF_DONTUSE != 0 {
                 continue;
             }
-            let addrs = match site.server {
-                ServerRef::Addr(a) => vec![a],
+            let (uuid, addrs) = match site.server {
+                ServerRef::Addr(a) => (None, vec![a]),
                 ServerRef::Uuid(uuid) => {
                     let req = p::get_addrs_u_args(&ListAddrByAttributes::by_uuid(uuid));
-                    self.call(&req, p::decode_get_addrs_u_reply).await?.addrs
+                    let addrs = self.call(&req, p::decode_get_addrs_u_reply).await?.addrs;
+                    (Some(uuid), addrs)
                 }
             };
+            let fs_addr =
+                |a: &std::net::Ipv4Addr| SocketAddr::V4(SocketAddrV4::new(*a, crate::fs::PORT));
+            hosts.push((uuid, addrs.iter().map(fs_addr).collect()));
             let kinds = [
                 (p::VLSF_RWVOL, VolumeType::ReadWrite),
                 (p::VLSF_ROVOL, VolumeType::ReadOnly),
@@ -139,7 +147,7 @@ impl VlClient {
                 if here {
                     let list = &mut servers[t as usize];
                     for a in &addrs {
-                        let sa = SocketAddr::V4(SocketAddrV4::new(*a, crate::fs::PORT));
+                        let sa = fs_addr(a);
                         if !list.contains(&sa) {
                             list.push(sa);
                         }
@@ -151,6 +159,7 @@ impl VlClient {
             name: entry.name,
             ids: entry.volume_ids,
             servers,
+            hosts,
         })
     }
 }

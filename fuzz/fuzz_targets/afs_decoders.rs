@@ -1,7 +1,10 @@
 //! Every AFS decoder, on any bytes, returns an error or a value: never a panic.
+//!
+//! The codecs come from `afs_proto` (no I/O); only the path parsers are the
+//! client's (`afs::path`, whose errors are the client's RPC errors).
 #![no_main]
 
-use afs::proto::{cb, fs, vl};
+use afs_proto::proto::{cb, fs, vl};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,13 +23,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = vl::decode_nvldb_entry(data);
     let _ = vl::decode_vldb_entry(data);
     let _ = vl::decode_get_addrs_u_reply(data);
-    if let Ok(dir) = afs::dir::Directory::parse(data) {
+    if let Ok(dir) = afs_proto::dir::Directory::parse(data) {
         for e in dir.entries() {
             let _ = dir.lookup(&e.name);
         }
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = afs::cell::CellServDb::parse(text);
+        let _ = afs_proto::cell::CellServDb::parse(text);
         let _ = afs::path::AfsPath::parse(text);
     }
     let _ = afs::path::MountPoint::parse(data);

@@ -162,8 +162,13 @@ fn break_callback(host: &Host, path: &str) -> Result<()> {
     let client = host.client().clone();
     let path = path.to_string();
     host.afs_runtime().block_on(async move {
-        let fid = client.resolve(&path).await?.fid;
+        let node = client.resolve(&path).await?;
+        let fid = node.fid;
         let fileserver = rx::Endpoint::bind("0.0.0.0:0".parse()?, Default::default()).await?;
+        // Only fileservers are believed: this endpoint becomes another address of
+        // the file's server (a multihomed server, as the VLDB lists them).
+        let here = std::net::SocketAddr::from(([127, 0, 0, 1], fileserver.local_addr().port()));
+        client.coherence().learn_server(None, &[node.server, here]);
         let request = CbRequest::CallBack {
             fids: vec![fid],
             callbacks: vec![afs::CallBack::default()],

@@ -156,7 +156,8 @@ async fn restart_keeping_state_still_delivers_breaks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_validations_of_a_broken_file_cost_one_fetch_status() {
-    use afs::cache::validity::{DataChange, StatusFetcher, Validator};
+    use afs::cache::coherence::{StatusFetcher, Validator};
+    use afs::cache::validity::DataChange;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
@@ -172,12 +173,11 @@ async fn hundred_validations_of_a_broken_file_cost_one_fetch_status() {
             let (client, calls, cell) = (client.clone(), calls.clone(), cell.clone());
             Box::pin(async move {
                 calls.fetch_add(1, Ordering::SeqCst);
-                let n = client.fetch_status(&cell, fid).await?;
-                Ok((n.server, n.status, n.callback))
+                Ok(client.fetch_status(&cell, fid).await?.status)
             })
         })
     };
-    let validator = Arc::new(Validator::new(client.validity(), fetch));
+    let validator = Arc::new(Validator::new(client.coherence().clone(), fetch));
     // resolve() left a valid promise in the client's table: nothing to ask.
     assert_eq!(validator.validate(node.fid).await.unwrap().why, None);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -382,7 +382,8 @@ async fn volume_wide_break_revalidates_every_cached_file_once() {
             .unwrap();
         cached_read(&cache, p).await;
     }
-    let volume = client.resolve(&paths[0]).await.unwrap().fid.volume;
+    let node = client.resolve(&paths[0]).await.unwrap();
+    let volume = node.fid.volume;
     let stats = client.fs_stats();
     let (status0, data0) = (
         stats.fetch_status.load(Ordering::Relaxed),
@@ -399,6 +400,10 @@ async fn volume_wide_break_revalidates_every_cached_file_once() {
     };
     let port = client.endpoint().local_addr().port();
     let ours = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Only a fileserver's breaks count: this one is made another address of the
+    // real one (a multihomed server, as the VLDB would list it).
+    let here = std::net::SocketAddr::from(([127, 0, 0, 1], fileserver.local_addr().port()));
+    client.coherence().learn_server(None, &[node.server, here]);
     fileserver
         .make_call(ours, afs::callback::SERVICE, &break_all.encode())
         .await

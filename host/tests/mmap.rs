@@ -124,14 +124,20 @@ impl Events {
 }
 
 /// Sends CB.CallBack for `fid` to the host's callback service, as a fileserver would.
+/// Only fileservers are believed: the sending endpoint is made another address of
+/// the server that holds the promise (a multihomed server, as the VLDB lists them).
 fn break_callback(host: &Host, fid: afs::Fid) {
     use afs::proto::cb::CbRequest;
     let port = host.client().endpoint().local_addr().port();
+    let (server, _) = host.client().promise(fid).expect("a promise to break");
+    let client = host.client().clone();
     host.afs_runtime()
         .block_on(async move {
             let fileserver = rx::Endpoint::bind("0.0.0.0:0".parse().unwrap(), Default::default())
                 .await
                 .unwrap();
+            let here = std::net::SocketAddr::from(([127, 0, 0, 1], fileserver.local_addr().port()));
+            client.coherence().learn_server(None, &[server, here]);
             let request = CbRequest::CallBack {
                 fids: vec![fid],
                 callbacks: vec![afs::CallBack::default()],

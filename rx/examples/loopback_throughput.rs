@@ -30,9 +30,7 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(64);
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = Endpoint::bind(any, EndpointConfig::default())
-        .await
-        .unwrap();
+    let server = Endpoint::bind(any, server_config()).await.unwrap();
     server.register_service(1, Arc::new(Source));
     let client = Endpoint::bind(any, EndpointConfig::default())
         .await
@@ -51,4 +49,12 @@ async fn main() {
     );
     println!("client stats: {:?}", client.stats());
     println!("server stats: {:?}", server.stats());
+}
+
+/// The echo server takes requests of any size (a cache manager's default limit
+/// is for callback requests).
+fn server_config() -> EndpointConfig {
+    let mut cfg = EndpointConfig::default();
+    cfg.limits.max_request = 64 << 20;
+    cfg
 }

@@ -53,6 +53,9 @@ pub struct CallConfig {
     pub jumbo_max: u32,
     /// Largest datagram we accept (advertised as our interface MTU).
     pub max_mtu: u32,
+    /// A server call acknowledges its request this long after it arrived, unless
+    /// the reply (which acknowledges it implicitly) goes out first.
+    pub reply_ack_delay: Duration,
 }
 
 impl Default for CallConfig {
@@ -71,6 +74,7 @@ impl Default for CallConfig {
             delayed_ack: Duration::from_millis(5),
             jumbo_max: 1,
             max_mtu: (HEADER_LEN + MAX_PACKET_DATA) as u32,
+            reply_ack_delay: Duration::from_millis(100),
         }
     }
 }
@@ -142,6 +146,11 @@ pub struct CallMachine {
     last_progress: Instant,
     last_ping: Option<(Instant, u32)>,
     abort_out: Option<i32>,
+    /// The peer acknowledged something we sent, so it sees our packets: only then
+    /// does a server call retransmit its reply on a timer. Until then a reply
+    /// goes out once per request packet received, and a forged source address
+    /// gets at most one datagram back for each it sends.
+    peer_acked: bool,
 }
 
 impl CallMachine {
@@ -183,6 +192,7 @@ impl CallMachine {
             last_progress: now,
             last_ping: None,
             abort_out: None,
+            peer_acked: role == Role::Client,
         }
     }
 
@@ -330,6 +340,7 @@ impl CallMachine {
                 self.fail(RxError::Busy { peer: self.peer })
             }
             PacketType::AckAll => {
+                self.peer_acked = true;
                 self.hard_ack_through(self.tx_next, now);
                 Events {
                     writable: true,
@@ -380,7 +391,13 @@ impl CallMachine {
             return Events::default();
         }
         if seq < self.rx_next || self.rx_ooo.contains_key(&seq) {
-            self.want_ack(AckReason::Duplicate, header.serial);
+            if let Some(p) = self.reply_outstanding() {
+                // The peer repeats its request: it missed our reply, which
+                // answers it better than an ACK would.
+                p.fast_retransmit = true;
+            } else {
+                self.want_ack(AckReason::Duplicate, header.serial);
+            }
             return Events::default();
         }
         if seq >= self.rx_read_seq + self.cfg.recv_window.min(MAX_ACKS as u32) {
@@ -406,13 +423,18 @@ impl CallMachine {
             self.want_ack(AckReason::OutOfSequence, header.serial);
         }
         self.rx_since_ack += 1;
-        if self.rx_complete() {
-            // Acknowledge the whole stream at once so the peer can finish.
-            self.want_ack(AckReason::Idle, 0);
-            if self.role == Role::Client {
-                self.state = CallState::Complete;
-                events.writable = true;
+        if self.rx_complete() && self.role == Role::Server {
+            // The reply will acknowledge the request; an ACK goes out only if
+            // the service is slow to answer.
+            if !matches!(self.ack_now, Some((AckReason::PingResponse, _))) {
+                self.ack_now = None;
             }
+            self.ack_at = Some(now + self.cfg.reply_ack_delay);
+        } else if self.rx_complete() {
+            // Acknowledge the whole reply at once so the peer can finish.
+            self.want_ack(AckReason::Idle, 0);
+            self.state = CallState::Complete;
+            events.writable = true;
         } else if self.rx_since_ack >= self.cfg.ack_every {
             self.want_ack(AckReason::Idle, 0);
         } else if self.ack_at.is_none() {
@@ -421,7 +443,19 @@ impl CallMachine {
         events
     }
 
+    /// A server call's first reply packet the peer has not acknowledged.
+    fn reply_outstanding(&mut self) -> Option<&mut TxPacket> {
+        if self.role != Role::Server {
+            return None;
+        }
+        self.tx_queue.iter_mut().find(|p| p.sent_at.is_some())
+    }
+
     fn on_ack(&mut self, header: &Header, ack: &Ack, now: Instant) -> Events {
+        if ack.reason != AckReason::Ping {
+            // A ping proves nothing (anyone can send one); an ACK of our data does.
+            self.peer_acked = true;
+        }
         if ack.reason == AckReason::Ping {
             self.want_ack(AckReason::PingResponse, header.serial);
         }
@@ -522,7 +556,11 @@ impl CallMachine {
             consider(t);
         }
         let rto = self.rtt.rto();
-        for p in self.tx_queue.iter().filter(|p| !p.soft_acked) {
+        let retransmits = self
+            .tx_queue
+            .iter()
+            .filter(|p| self.peer_acked && !p.soft_acked);
+        for p in retransmits {
             match p.sent_at {
                 Some(t) => consider(t + rto),
                 None => break,
@@ -588,7 +626,9 @@ impl CallMachine {
 
     fn emit_data(&mut self, now: Instant, serial: &mut u32, out: &mut Vec<Packet>) {
         let rto = self.rtt.rto();
-        let window_end = self.tx_first.saturating_add(self.twind);
+        // Until the peer shows it receives what we send, one packet at a time.
+        let window = if self.peer_acked { self.twind } else { 1 };
+        let window_end = self.tx_first.saturating_add(window);
         let mut timed_out = false;
         let start = out.len();
         let client = self.role == Role::Client;
@@ -600,7 +640,7 @@ impl CallMachine {
             let due = match p.sent_at {
                 None => true,
                 Some(_) if p.fast_retransmit => true,
-                Some(t) if !p.soft_acked && now - t >= rto => {
+                Some(t) if self.peer_acked && !p.soft_acked && now - t >= rto => {
                     timed_out = true;
                     true
                 }
@@ -651,6 +691,13 @@ impl CallMachine {
         }
         if timed_out {
             self.rtt.on_timeout();
+        }
+        if self.role == Role::Server && out.len() > start {
+            // The reply acknowledges the request: no separate ACK for it.
+            if !matches!(self.ack_now, Some((AckReason::PingResponse, _))) {
+                self.ack_now = None;
+            }
+            self.ack_at = None;
         }
     }
 

@@ -1,4 +1,10 @@
-//! The endpoint: one UDP socket, its connections, and the tasks that drive them.
+//! The endpoint: one UDP socket and the tasks that drive [`proto::Endpoint`].
+//!
+//! All protocol state lives in the sans-IO [`proto::Endpoint`]; this driver feeds
+//! it received datagrams, sends what it produces, wakes the tasks waiting on
+//! calls, hands complete requests to services, and sleeps until the state
+//! machine's next deadline. An endpoint with no calls has no deadline and uses
+//! no CPU.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -7,35 +13,34 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, trace};
 
-use crate::call::{CallConfig, CallState};
-use crate::conn::{CallId, Effects, Table};
+use crate::call::{CallConfig, CallMachine, CallState};
 use crate::error::{codes, RxError};
-use crate::packet::Packet;
+use crate::proto::{self, CallId, Event, Limits};
 use crate::socket::{RecvBuffers, RxSocket};
 
 /// Settings of an endpoint.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
     pub call: CallConfig,
+    /// What peers calling us may make us keep.
+    pub limits: Limits,
     /// Socket buffer sizes; large so bursts of a window per call are not dropped.
     pub socket_buffer: usize,
-    /// How often call timers are checked while calls are active.
-    pub tick: Duration,
 }
 
 impl Default for EndpointConfig {
     fn default() -> Self {
         Self {
             call: CallConfig::default(),
+            limits: Limits::default(),
             socket_buffer: 8 << 20,
-            tick: Duration::from_millis(5),
         }
     }
 }
@@ -83,19 +88,26 @@ pub trait Service: Send + Sync + 'static {
 pub struct Stats {
     pub datagrams_in: AtomicU64,
     pub datagrams_out: AtomicU64,
-    pub bad_datagrams: AtomicU64,
     pub send_drops: AtomicU64,
+}
+
+/// The protocol state and who waits on which call.
+struct Driven {
+    proto: proto::Endpoint,
+    waiters: HashMap<CallId, Arc<Notify>>,
+    /// The deadline the timer task sleeps until (None: no deadline).
+    armed: Option<Instant>,
 }
 
 struct Inner {
     socket: RxSocket,
     local_addr: SocketAddr,
-    table: Mutex<Table>,
+    state: Mutex<Driven>,
+    /// Wakes the timer task when an earlier deadline appears.
     timer: Notify,
     services: RwLock<HashMap<u16, Arc<dyn Service>>>,
     closed: AtomicBool,
     stats: Stats,
-    tick: Duration,
 }
 
 /// Aborts the endpoint's tasks when the last `Endpoint` handle goes away.
@@ -107,9 +119,8 @@ impl Drop for Tasks {
         for t in &self.0 {
             t.abort();
         }
-        let table = self.1.lock();
-        for slot in table.calls.values() {
-            slot.notify.notify_one();
+        for n in self.1.lock().waiters.values() {
+            n.notify_one();
         }
     }
 }
@@ -129,68 +140,91 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
+/// What one turn of the state machine produced, acted on outside the lock.
+#[derive(Default)]
+struct Output {
+    datagrams: Vec<(SocketAddr, Bytes)>,
+    wake: Vec<Arc<Notify>>,
+    incoming: Vec<proto::IncomingRequest>,
+    rearm: bool,
+}
+
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Table> {
+    fn lock(&self) -> MutexGuard<'_, Driven> {
         // A panic while holding the lock leaves consistent-enough state; keep serving.
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn apply(self: &Arc<Self>, fx: Effects) {
-        self.send_all(&fx.out);
-        for n in fx.wake {
+    /// Runs `f` on the state machine, then collects what it wants done.
+    fn turn<R>(&self, f: impl FnOnce(&mut proto::Endpoint, Instant) -> R) -> (R, Output) {
+        let now = Instant::now();
+        let mut out = Output::default();
+        let mut d = self.lock();
+        let r = f(&mut d.proto, now);
+        d.proto.drain_transmits(now, &mut out.datagrams);
+        while let Some(ev) = d.proto.poll_event() {
+            match ev {
+                Event::Wake(id) => out.wake.extend(d.waiters.get(&id).cloned()),
+                Event::Incoming(req) => out.incoming.push(req),
+            }
+        }
+        let next = d.proto.poll_timeout();
+        if next.is_some_and(|n| d.armed.is_none_or(|a| n < a)) {
+            d.armed = next;
+            out.rearm = true;
+        }
+        (r, out)
+    }
+
+    fn apply(self: &Arc<Self>, out: Output) {
+        self.send_all(&out.datagrams);
+        for n in out.wake {
             n.notify_one();
         }
-        for d in fx.dispatch {
-            self.dispatch(d);
+        for req in out.incoming {
+            self.dispatch(req);
+        }
+        if out.rearm {
+            self.timer.notify_one();
         }
     }
 
     fn send_all(&self, out: &[(SocketAddr, Bytes)]) {
+        if out.is_empty() {
+            return;
+        }
         let (sent, dropped) = self.socket.send_all(out);
         self.stats.datagrams_out.fetch_add(sent, Ordering::Relaxed);
         // Dropped sends are recovered by retransmission; counted so they can be noticed.
         self.stats.send_drops.fetch_add(dropped, Ordering::Relaxed);
     }
 
-    fn dispatch(self: &Arc<Self>, d: crate::conn::Dispatch) {
+    fn dispatch(self: &Arc<Self>, req: proto::IncomingRequest) {
         let service = self
             .services
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&d.header.service_id)
+            .get(&req.service_id)
             .cloned();
         let inner = self.clone();
+        let call = req.call;
         let incoming = IncomingCall {
-            peer: d.peer,
-            epoch: d.header.epoch,
-            cid: d.header.cid,
-            service_id: d.header.service_id,
-            request: d.request,
+            peer: req.peer,
+            epoch: req.epoch,
+            cid: req.cid,
+            service_id: req.service_id,
+            request: req.request,
         };
         tokio::spawn(async move {
             let response = match service {
                 Some(s) => s.serve(incoming).await,
                 None => {
-                    debug!(service = d.header.service_id, "call for unknown service");
+                    debug!(service = req.service_id, "call for unknown service");
                     Response::abort(codes::RX_INVALID_OPERATION)
                 }
             };
-            let mut fx = Effects::default();
-            {
-                let mut t = inner.lock();
-                if let Some(slot) = t.calls.get_mut(&d.call) {
-                    match response.reply {
-                        Ok(data) => {
-                            slot.machine.write(&data);
-                            slot.machine.finish_sending();
-                        }
-                        Err(code) => slot.machine.abort(code),
-                    }
-                }
-                t.transmit(d.call, Instant::now(), &mut fx);
-            }
-            inner.apply(fx);
-            inner.timer.notify_one();
+            let ((), out) = inner.turn(|p, now| p.reply(call, response.reply, now));
+            inner.apply(out);
             if let Some(after) = response.after_reply {
                 after();
             }
@@ -211,44 +245,40 @@ impl Inner {
             self.stats
                 .datagrams_in
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let mut fx = Effects::default();
-            {
-                let now = Instant::now();
-                let mut table = self.lock();
+            let ((), out) = self.turn(|p, now| {
                 for (datagram, from) in batch {
-                    match Packet::parse_datagram(datagram) {
-                        Ok(packets) => {
-                            for p in packets {
-                                table.route(from, p, now, &mut fx);
-                            }
-                        }
-                        Err(e) => {
-                            self.stats.bad_datagrams.fetch_add(1, Ordering::Relaxed);
-                            trace!(%from, error = %e, "dropping bad datagram");
-                        }
-                    }
+                    p.handle(now, from, datagram);
                 }
-                table.flush(now, &mut fx);
-            }
-            let new_calls = !fx.dispatch.is_empty();
-            self.apply(fx);
-            if new_calls {
-                self.timer.notify_one();
-            }
+            });
+            self.apply(out);
         }
     }
 
+    /// Sleeps until the state machine's next deadline, runs its timers, repeats.
     async fn timer_loop(self: Arc<Self>) {
         loop {
-            let mut fx = Effects::default();
-            let active = self.lock().tick(Instant::now(), &mut fx);
-            self.apply(fx);
-            if active {
-                tokio::time::sleep(self.tick).await;
-            } else {
-                // Sleep until a call starts; wake now and then to collect idle connections.
-                let _ = tokio::time::timeout(Duration::from_secs(30), self.timer.notified()).await;
+            let armed = self.lock().armed;
+            match armed {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at.into()) => {}
+                        _ = self.timer.notified() => continue,
+                    }
+                }
+                None => {
+                    self.timer.notified().await;
+                    continue;
+                }
             }
+            let ((), out) = self.turn(|p, now| {
+                p.handle_timeout(now);
+            });
+            // Whatever the turn found, the next sleep is until the new earliest deadline.
+            {
+                let mut d = self.lock();
+                d.armed = d.proto.poll_timeout();
+            }
+            self.apply(out);
         }
     }
 }
@@ -262,15 +292,19 @@ impl Endpoint {
         // A random epoch with the high bit set: connections are then identified by
         // epoch and id alone, as in OpenAFS.
         let epoch = rand::random::<u32>() | 0x8000_0000;
+        let proto = proto::Endpoint::new(epoch, rand::random(), cfg.call, cfg.limits);
         let inner = Arc::new(Inner {
             socket,
             local_addr,
-            table: Mutex::new(Table::new(epoch, rand::random(), cfg.call)),
+            state: Mutex::new(Driven {
+                proto,
+                waiters: HashMap::new(),
+                armed: None,
+            }),
             timer: Notify::new(),
             services: RwLock::new(HashMap::new()),
             closed: AtomicBool::new(false),
             stats: Stats::default(),
-            tick: cfg.tick,
         });
         let tasks = vec![
             tokio::spawn(inner.clone().recv_loop()),
@@ -291,6 +325,16 @@ impl Endpoint {
         &self.inner.stats
     }
 
+    /// The protocol state machine's counters.
+    pub fn counters(&self) -> proto::Counters {
+        self.inner.lock().proto.counters()
+    }
+
+    /// Connections and calls held now.
+    pub fn sizes(&self) -> (usize, usize) {
+        self.inner.lock().proto.sizes()
+    }
+
     /// Serves calls for `service_id` that peers make to this endpoint.
     pub fn register_service(&self, service_id: u16, service: Arc<dyn Service>) {
         self.inner
@@ -302,15 +346,18 @@ impl Endpoint {
 
     /// Starts a call to `service_id` at `peer`. Nothing is sent until data is written.
     pub fn call(&self, peer: SocketAddr, service_id: u16) -> Call {
-        let id = self
-            .inner
-            .lock()
-            .start_call(peer, service_id, Instant::now());
-        self.inner.timer.notify_one();
+        let notify = Arc::new(Notify::new());
+        let id = {
+            let mut d = self.inner.lock();
+            let id = d.proto.start_call(peer, service_id, Instant::now());
+            d.waiters.insert(id, notify.clone());
+            id
+        };
         Call {
             inner: self.inner.clone(),
             id,
             peer,
+            notify,
             pending: Bytes::new(),
         }
     }
@@ -335,6 +382,7 @@ pub struct Call {
     inner: Arc<Inner>,
     id: CallId,
     peer: SocketAddr,
+    notify: Arc<Notify>,
     /// Reply bytes read from the call but not yet returned (after `read_exact`).
     pending: Bytes,
 }
@@ -356,33 +404,18 @@ impl Call {
         self.peer
     }
 
-    /// Runs `f` on the call's state under the lock, then sends what it produced.
-    fn with<R>(&self, f: impl FnOnce(&mut crate::call::CallMachine) -> R) -> Result<R, RxError> {
-        let mut fx = Effects::default();
-        let r = {
-            let mut t = self.inner.lock();
-            let slot = t.calls.get_mut(&self.id).ok_or(RxError::Shutdown)?;
-            let r = f(&mut slot.machine);
-            t.transmit(self.id, Instant::now(), &mut fx);
-            r
-        };
-        self.inner.apply(fx);
-        Ok(r)
+    /// Runs `f` on the call's state machine, then sends what it produced.
+    fn with<R>(&self, f: impl FnOnce(&mut CallMachine) -> R) -> Result<R, RxError> {
+        let (r, out) = self.inner.turn(|p, now| p.with_call(self.id, now, f));
+        self.inner.apply(out);
+        r.ok_or(RxError::Shutdown)
     }
 
     async fn wait(&self) -> Result<(), RxError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(RxError::Shutdown);
         }
-        let notify = {
-            let t = self.inner.lock();
-            t.calls
-                .get(&self.id)
-                .ok_or(RxError::Shutdown)?
-                .notify
-                .clone()
-        };
-        notify.notified().await;
+        self.notify.notified().await;
         Ok(())
     }
 
@@ -392,7 +425,6 @@ impl Call {
             _ => None,
         }
     }
-
     /// Sends request bytes, waiting while the send buffer is full.
     pub async fn write(&mut self, mut data: &[u8]) -> Result<(), RxError> {
         while !data.is_empty() {
@@ -477,12 +509,8 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
-        let mut fx = Effects::default();
-        {
-            let mut t = self.inner.lock();
-            t.release(self.id, Instant::now(), &mut fx);
-            t.calls.remove(&self.id);
-        }
-        self.inner.apply(fx);
+        let ((), out) = self.inner.turn(|p, now| p.release(self.id, now));
+        self.inner.lock().waiters.remove(&self.id);
+        self.inner.apply(out);
     }
 }

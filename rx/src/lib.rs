@@ -1,15 +1,19 @@
 //! Rx: the RPC protocol of AFS, over UDP.
 //!
-//! The protocol logic ([`call::Call`]) is a state machine with no I/O, driven by
-//! [`Endpoint`], which owns one UDP socket for calls we make and calls the peer
-//! makes to us (an AFS fileserver calls its clients back on the socket they use).
+//! The protocol logic is state machines with no I/O: one call ([`call::CallMachine`])
+//! and the whole endpoint ([`proto::Endpoint`]: connections, channels, incoming
+//! calls, timers, security). [`Endpoint`] drives them over one UDP socket, for the
+//! calls we make and the calls peers make to us (an AFS fileserver calls its
+//! clients back on the socket they use).
 
 pub mod ack;
 pub mod call;
 mod conn;
+pub mod debug;
 mod endpoint;
 pub mod error;
 pub mod packet;
+pub mod proto;
 mod rtt;
 pub mod security;
 mod socket;

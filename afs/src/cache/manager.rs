@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::coherence::{StatusFetcher, Validator};
 use super::pages::{
     BoxError, BoxFuture, Fetched, Fetcher, FileCache, FlushReport, PageError, PageStore,
     PageStoreConfig, Storer,
 };
-use super::validity::{StatusFetcher, Validator};
 use crate::client::{Client, Node};
 use crate::error::ErrorKind;
 use crate::rpc::{Error, Result};
@@ -93,13 +93,12 @@ impl CacheManager {
                 let client = client.clone();
                 Box::pin(async move {
                     let cell = client.cell_of(fid).unwrap_or_default();
-                    let node = client.fetch_status(&cell, fid).await?;
-                    Ok((node.server, node.status, node.callback))
+                    Ok(client.fetch_status(&cell, fid).await?.status)
                 })
             })
         };
         Self {
-            validator: Validator::new(client.validity(), fetch),
+            validator: Validator::new(client.coherence().clone(), fetch),
             client,
             pages: PageStore::new(config),
         }

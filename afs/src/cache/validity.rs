@@ -1,29 +1,37 @@
 //! What the client knows about each file, and how long it may trust it.
 //!
-//! Modelled on kAFS (fs/afs/validation.c): every server has a *reset epoch* that
-//! moves when it says it dropped our callbacks, every volume a *break counter* that
-//! moves on a volume-wide break, and every file a promise that remembers the epoch
-//! and counter it was granted under. [`Validity::check`] decides without the network
-//! whether a file's cached state may be used; [`Validator::validate`] asks the
-//! server (once, however many callers) when it may not.
+//! Modelled on kAFS (fs/afs/validation.c): every fileserver has a *reset epoch*
+//! that moves when it says it dropped our callbacks, every volume a *break
+//! counter* that moves on a volume-wide break, every file a break counter of its
+//! own, and every promise remembers the counters it was granted under.
+//!
+//! A reply can be overtaken by the break of the promise it carries: the server
+//! breaks a callback (and forgets it) while the reply that granted it is still on
+//! its way, retransmitted after a loss. So the counters are sampled into a
+//! [`Stamp`] *before* each call, and [`Validity::record`] grants no promise when
+//! any of them moved meanwhile: the status is kept, and the next use asks again.
+//!
+//! Fileservers are known by [`ServerId`]: every address and the UUID of one server
+//! map to one id, learnt from the VLDB and from the servers we call. Callbacks are
+//! believed only from those addresses, and only for what that server promised or
+//! was asked about.
 
-use std::collections::HashMap;
-use std::future::Future;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::callback::CallbackEvent;
-use crate::rpc::Result;
-use crate::types::{CallBack, CallBackType, FetchStatus, Fid};
+use crate::types::{CallBack, CallBackType, FetchStatus, Fid, Uuid};
+
+#[cfg(test)]
+mod tests;
 
 /// A promise expiring sooner than this is treated as already gone (as kAFS does).
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 
-/// Shared by the client (which records what servers say) and the callback
-/// service (which applies breaks before replying).
-pub type SharedValidity = Arc<Mutex<Validity>>;
+/// A fileserver, whichever of its addresses it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerId(u32);
 
 /// Why a file's cached state may not be used without asking the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,6 +46,8 @@ pub enum Why {
     VolumeBroken,
     /// The server dropped all our promises (restart, or it forgot us).
     ServerReset,
+    /// The promise holds, but for a newer data version than the cached bytes.
+    Superseded,
 }
 
 /// The verdict of [`Validity::check`].
@@ -58,20 +68,88 @@ pub enum DataChange {
     ThirdParty { from: u64, to: u64 },
 }
 
+/// The break counters that a call's reply must still find to grant a promise,
+/// sampled by [`Validity::stamp`] before the call goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    server: ServerId,
+    server_epoch: u64,
+    volume_breaks: u64,
+    file_breaks: u64,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Promise {
-    server: SocketAddr,
+    server: ServerId,
+    /// The address that granted it (where to probe, and give it up).
+    addr: SocketAddr,
     expires: Instant,
     server_epoch: u64,
     volume_breaks: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct FileRecord {
-    status: FetchStatus,
+    /// None until a reply told us.
+    status: Option<FetchStatus>,
     promise: Option<Promise>,
     /// Set by a break on this file; cleared by a new promise.
     broken: bool,
+    /// Breaks of this file's promise, counted so an in-flight reply can tell.
+    breaks: u64,
+    /// The server last asked about the file: its breaks count before it replies.
+    asked: Option<ServerId>,
+}
+
+/// Every address and UUID of a fileserver, mapped to one id.
+#[derive(Debug, Default)]
+struct Servers {
+    by_addr: HashMap<SocketAddr, ServerId>,
+    by_uuid: HashMap<Uuid, ServerId>,
+    /// Reset epochs, indexed by id.
+    epochs: Vec<u64>,
+}
+
+impl Servers {
+    fn new_id(&mut self) -> ServerId {
+        self.epochs.push(0);
+        ServerId(self.epochs.len() as u32 - 1)
+    }
+
+    fn id(&mut self, addr: SocketAddr) -> ServerId {
+        if let Some(id) = self.by_addr.get(&addr) {
+            return *id;
+        }
+        let id = self.new_id();
+        self.by_addr.insert(addr, id);
+        id
+    }
+
+    fn epoch(&self, id: ServerId) -> u64 {
+        self.epochs[id.0 as usize]
+    }
+
+    fn reset(&mut self, id: ServerId) {
+        self.epochs[id.0 as usize] += 1;
+    }
+
+    /// Notes that `addrs` are one server's, the one with `uuid` if given.
+    fn learn(&mut self, uuid: Option<Uuid>, addrs: &[SocketAddr]) {
+        let known = uuid
+            .and_then(|u| self.by_uuid.get(&u).copied())
+            .or_else(|| addrs.iter().find_map(|a| self.by_addr.get(a).copied()));
+        let id = known.unwrap_or_else(|| self.new_id());
+        if let Some(u) = uuid {
+            self.by_uuid.insert(u, id);
+        }
+        for a in addrs {
+            if let Some(old) = self.by_addr.insert(*a, id).filter(|old| *old != id) {
+                // The address was taken for another server: whatever that one
+                // promised can no longer be checked against its breaks.
+                self.reset(old);
+            }
+        }
+    }
 }
 
 /// The table of servers, volumes and files.
@@ -79,14 +157,14 @@ struct FileRecord {
 pub struct Validity {
     /// Promises are trusted at most this long, whatever the server grants.
     max_promise: Option<Duration>,
-    server_epochs: HashMap<SocketAddr, u64>,
+    servers: Servers,
     volume_breaks: HashMap<u32, u64>,
     /// Each volume's creation date (from VolSync): it changes when the volume is
     /// restored or replaced, which voids everything cached from it.
     volume_created: HashMap<u32, u32>,
     /// Read-only volumes: the server's promise covers the whole volume (it breaks
     /// them volume-wide, on release), so one promise validates all their files.
-    read_only: std::collections::HashSet<u32>,
+    read_only: HashSet<u32>,
     volume_promises: HashMap<u32, Promise>,
     files: HashMap<Fid, FileRecord>,
 }
@@ -104,18 +182,24 @@ impl Validity {
         }
     }
 
-    fn server_epoch(&self, server: SocketAddr) -> u64 {
-        self.server_epochs.get(&server).copied().unwrap_or(0)
-    }
-
     fn volume_breaks(&self, volume: u32) -> u64 {
         self.volume_breaks.get(&volume).copied().unwrap_or(0)
     }
 
-    /// Whether `fid`'s cached status and data may be used as they are. Cheap and
-    /// never blocks: this is the fault path's fast check.
+    fn revoked(&self, fid: Fid, p: &Promise) -> Option<Why> {
+        if p.server_epoch != self.servers.epoch(p.server) {
+            Some(Why::ServerReset)
+        } else if p.volume_breaks != self.volume_breaks(fid.volume) {
+            Some(Why::VolumeBroken)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `fid`'s cached status may be used as it is. Cheap and never
+    /// blocks: this is the fault path's fast check.
     pub fn check(&self, fid: Fid, now: Instant) -> Check {
-        let Some(file) = self.files.get(&fid) else {
+        let Some(file) = self.files.get(&fid).filter(|f| f.status.is_some()) else {
             return Check::Invalid(Why::NoPromise);
         };
         let promise = file.promise.or_else(|| {
@@ -132,10 +216,8 @@ impl Validity {
                 Why::NoPromise
             });
         };
-        if p.server_epoch != self.server_epoch(p.server) {
-            Check::Invalid(Why::ServerReset)
-        } else if p.volume_breaks != self.volume_breaks(fid.volume) {
-            Check::Invalid(Why::VolumeBroken)
+        if let Some(why) = self.revoked(fid, &p) {
+            Check::Invalid(why)
         } else if p.expires <= now + EXPIRY_MARGIN {
             Check::Invalid(Why::Expired)
         } else {
@@ -143,13 +225,47 @@ impl Validity {
         }
     }
 
+    /// Whether bytes cached at data version `cached` may be used without asking
+    /// the server: the promise holds, and it is a promise on those bytes.
+    pub fn check_cached(&self, fid: Fid, cached: Option<u64>, now: Instant) -> Check {
+        match self.check(fid, now) {
+            Check::Valid if cached != self.status(fid).map(|s| s.data_version()) => {
+                Check::Invalid(Why::Superseded)
+            }
+            verdict => verdict,
+        }
+    }
+
+    /// Samples the break counters before a call to `server` about `fid`; the
+    /// reply's promise counts only if they are the same when it is recorded.
+    pub fn stamp(&mut self, fid: Fid, server: SocketAddr) -> Stamp {
+        let id = self.servers.id(server);
+        let volume_breaks = self.volume_breaks(fid.volume);
+        let file = self.files.entry(fid).or_default();
+        file.asked = Some(id);
+        Stamp {
+            server: id,
+            server_epoch: self.servers.epoch(id),
+            volume_breaks,
+            file_breaks: file.breaks,
+        }
+    }
+
+    /// Whether anything broke since `stamp` was taken for `fid`.
+    fn moved_since(&self, fid: Fid, stamp: &Stamp) -> bool {
+        let file_breaks = self.files.get(&fid).map_or(0, |f| f.breaks);
+        stamp.server_epoch != self.servers.epoch(stamp.server)
+            || stamp.volume_breaks != self.volume_breaks(fid.volume)
+            || stamp.file_breaks != file_breaks
+    }
+
     /// The server and expiry of `fid`'s promise, if one is still in force (not
     /// revoked by a break or a server reset; it may be close to expiry).
     pub fn promise(&self, fid: Fid) -> Option<(SocketAddr, Instant)> {
         let p = self.files.get(&fid)?.promise?;
-        let revoked = p.server_epoch != self.server_epoch(p.server)
-            || p.volume_breaks != self.volume_breaks(fid.volume);
-        (!revoked).then_some((p.server, p.expires))
+        self.revoked(fid, &p)
+            .is_none()
+            .then_some((p.addr, p.expires))
     }
 
     /// How many files hold a promise.
@@ -162,11 +278,12 @@ impl Validity {
         for f in self.files.values_mut() {
             f.promise = None;
         }
+        self.volume_promises.clear();
     }
 
     /// The last status we have for `fid`.
     pub fn status(&self, fid: Fid) -> Option<FetchStatus> {
-        self.files.get(&fid).map(|f| f.status)
+        self.files.get(&fid).and_then(|f| f.status)
     }
 
     fn trusted_for(&self, granted_secs: u32) -> Duration {
@@ -178,6 +295,18 @@ impl Validity {
     /// whole volume.
     pub fn note_read_only(&mut self, volume: u32) {
         self.read_only.insert(volume);
+    }
+
+    /// Notes that `addrs` are the addresses of one fileserver (with `uuid`, when
+    /// the VLDB gave one): a callback from any of them speaks for all.
+    pub fn learn_server(&mut self, uuid: Option<Uuid>, addrs: &[SocketAddr]) {
+        self.servers.learn(uuid, addrs);
+    }
+
+    /// Whether `addr` is an address of a fileserver we know: the only senders
+    /// whose callbacks we believe.
+    pub fn is_fileserver(&self, addr: SocketAddr) -> bool {
+        self.servers.by_addr.contains_key(&addr)
     }
 
     /// Notes the creation date a reply carried for `volume`. A different date than
@@ -196,41 +325,47 @@ impl Validity {
         }
     }
 
-    /// Records a status and the promise that came with it; says how the data changed.
+    /// Records a status and the promise that came with it, from the call that
+    /// `stamp` was taken for; says how the data changed. If a break or reset
+    /// happened since the stamp, the status is kept but no promise is granted.
     pub fn record(
         &mut self,
         fid: Fid,
         server: SocketAddr,
+        stamp: Stamp,
         status: FetchStatus,
         callback: &CallBack,
         now: Instant,
     ) -> DataChange {
-        let promise = (callback.cb_type != CallBackType::Dropped && callback.expiration_time > 0)
-            .then(|| Promise {
-                server,
-                expires: now + self.trusted_for(callback.expiration_time),
-                server_epoch: self.server_epoch(server),
-                volume_breaks: self.volume_breaks(fid.volume),
-            });
+        let overtaken = self.moved_since(fid, &stamp);
+        let granted = callback.cb_type != CallBackType::Dropped && callback.expiration_time > 0;
+        let promise = (granted && !overtaken).then(|| Promise {
+            server: stamp.server,
+            addr: server,
+            expires: now + self.trusted_for(callback.expiration_time),
+            server_epoch: stamp.server_epoch,
+            volume_breaks: stamp.volume_breaks,
+        });
+        if overtaken {
+            tracing::debug!(%fid, "a break overtook the reply: no promise");
+        }
         if let Some(p) = promise.filter(|_| self.read_only.contains(&fid.volume)) {
-            let keep = self.volume_promises.get(&fid.volume).is_some_and(|old| {
-                old.expires >= p.expires
-                    && old.server_epoch == p.server_epoch
-                    && old.volume_breaks == p.volume_breaks
-            });
+            let keep = self
+                .volume_promises
+                .get(&fid.volume)
+                .is_some_and(|old| old.expires >= p.expires && self.revoked(fid, old).is_none());
             if !keep {
                 self.volume_promises.insert(fid.volume, p);
             }
         }
-        let record = FileRecord {
-            status,
-            promise,
-            broken: false,
-        };
-        match self.files.insert(fid, record) {
+        let file = self.files.entry(fid).or_default();
+        let old = file.status.replace(status);
+        file.promise = promise;
+        file.broken = overtaken;
+        match old {
             None => DataChange::New,
             Some(old) => {
-                let (from, to) = (old.status.data_version(), status.data_version());
+                let (from, to) = (old.data_version(), status.data_version());
                 if from == to {
                     DataChange::Unchanged
                 } else {
@@ -240,56 +375,94 @@ impl Validity {
         }
     }
 
+    /// Records a status that came with no promise we may take.
+    pub fn record_status(&mut self, fid: Fid, status: FetchStatus) {
+        let file = self.files.entry(fid).or_default();
+        file.status = Some(status);
+        file.promise = None;
+    }
+
     /// Records the status our own store returned: the data version moved by our
     /// hand, so later validation does not report it as someone else's change.
     /// The promise is kept (a store does not break our own callback).
     pub fn record_own_store(&mut self, fid: Fid, status: FetchStatus) {
-        if let Some(file) = self.files.get_mut(&fid) {
-            file.status = status;
+        if let Some(file) = self.files.get_mut(&fid).filter(|f| f.status.is_some()) {
+            file.status = Some(status);
         }
     }
 
-    /// Applies a callback event; returns the cached files it invalidated and why.
+    /// Applies a callback event from a fileserver; returns the cached files it
+    /// invalidated and why. An event from an address that is no fileserver of
+    /// ours changes nothing, and a break touches only what its sender promised
+    /// (or was asked about: its reply may still be on the way).
     pub fn apply(&mut self, event: &CallbackEvent) -> Vec<(Fid, Why)> {
+        let sender = match event {
+            CallbackEvent::Broken { server, .. } | CallbackEvent::ServerReset { server, .. } => {
+                self.servers.by_addr.get(server).copied()
+            }
+        };
+        let Some(id) = sender else {
+            return Vec::new();
+        };
         match event {
             CallbackEvent::Broken { fids, .. } => {
                 let mut lost = Vec::new();
                 for b in fids {
                     if b.vnode == 0 && b.unique == 0 {
-                        *self.volume_breaks.entry(b.volume).or_default() += 1;
-                        lost.extend(
-                            self.files
-                                .keys()
-                                .filter(|f| f.volume == b.volume)
-                                .map(|f| (*f, Why::VolumeBroken)),
-                        );
+                        self.break_volume(id, b.volume, &mut lost);
                     } else if let Some(file) = self.files.get_mut(b) {
-                        file.promise = None;
-                        file.broken = true;
-                        lost.push((*b, Why::Broken));
+                        let ours = file.promise.is_some_and(|p| p.server == id);
+                        if ours || file.asked == Some(id) {
+                            file.breaks += 1;
+                            file.promise = None;
+                            file.broken = true;
+                            lost.push((*b, Why::Broken));
+                        }
                     }
                 }
                 lost
             }
-            CallbackEvent::ServerReset { server, .. } => {
-                *self.server_epochs.entry(*server).or_default() += 1;
+            CallbackEvent::ServerReset { uuid, .. } => {
+                if let Some(u) = uuid {
+                    self.servers.by_uuid.entry(*u).or_insert(id);
+                }
+                self.servers.reset(id);
                 self.files
                     .iter()
-                    .filter(|(_, f)| f.promise.is_some_and(|p| p.server == *server))
+                    .filter(|(_, f)| f.promise.is_some_and(|p| p.server == id))
                     .map(|(fid, _)| (*fid, Why::ServerReset))
                     .collect()
             }
         }
     }
 
-    /// Servers we hold at least one live promise from (the ones worth probing).
+    /// A volume-wide break from server `id`: counts if `id` promised or was asked
+    /// about anything in the volume.
+    fn break_volume(&mut self, id: ServerId, volume: u32, lost: &mut Vec<(Fid, Why)>) {
+        let in_volume = self.files.iter().filter(|(f, _)| f.volume == volume);
+        let concerns = self
+            .volume_promises
+            .get(&volume)
+            .is_some_and(|p| p.server == id)
+            || in_volume
+                .clone()
+                .any(|(_, r)| r.asked == Some(id) || r.promise.is_some_and(|p| p.server == id));
+        if !concerns {
+            return;
+        }
+        *self.volume_breaks.entry(volume).or_default() += 1;
+        lost.extend(in_volume.map(|(f, _)| (*f, Why::VolumeBroken)));
+    }
+
+    /// Servers we hold at least one live promise from (the ones worth probing),
+    /// by the address each promise came from.
     pub fn servers_with_promises(&self, now: Instant) -> Vec<SocketAddr> {
         let mut v: Vec<SocketAddr> = self
             .files
             .iter()
             .filter_map(|(fid, f)| {
                 let p = f.promise?;
-                (self.check(*fid, now) == Check::Valid).then_some(p.server)
+                (self.check(*fid, now) == Check::Valid).then_some(p.addr)
             })
             .collect();
         v.sort();
@@ -297,107 +470,3 @@ impl Validity {
         v
     }
 }
-
-/// The result of a validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validation {
-    pub status: FetchStatus,
-    pub change: DataChange,
-    /// Why the server had to be asked; None when the cached state was valid.
-    pub why: Option<Why>,
-}
-
-/// Fetches a file's status (and a new promise) from its server.
-pub type StatusFetcher = Arc<
-    dyn Fn(Fid) -> Pin<Box<dyn Future<Output = Result<(SocketAddr, FetchStatus, CallBack)>> + Send>>
-        + Send
-        + Sync,
->;
-
-/// Validation with single flight: however many callers ask about one file at
-/// once, the server is asked once.
-pub struct Validator {
-    table: SharedValidity,
-    /// Validations asked for, and how many had to ask the server.
-    pub validations: std::sync::atomic::AtomicU64,
-    pub fetches: std::sync::atomic::AtomicU64,
-    inflight: Mutex<HashMap<Fid, Arc<tokio::sync::Mutex<()>>>>,
-    fetch: StatusFetcher,
-}
-
-impl Validator {
-    /// A validator over `table` (usually the client's, see `Client::validity`).
-    pub fn new(table: SharedValidity, fetch: StatusFetcher) -> Self {
-        Self {
-            table,
-            validations: Default::default(),
-            fetches: Default::default(),
-            inflight: Mutex::default(),
-            fetch,
-        }
-    }
-
-    /// Runs `f` on the table.
-    pub fn with<R>(&self, f: impl FnOnce(&mut Validity) -> R) -> R {
-        f(&mut self.table.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Makes sure `fid`'s state is valid, asking the server only if it is not.
-    pub async fn validate(&self, fid: Fid) -> Result<Validation> {
-        self.validations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(v) = self.cached(fid) {
-            return Ok(v);
-        }
-        let gate = self
-            .inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(fid)
-            .or_default()
-            .clone();
-        let _turn = gate.lock().await;
-        // Whoever held the gate before us may just have validated.
-        let why = match self.with(|t| t.check(fid, Instant::now())) {
-            Check::Invalid(why) => why,
-            Check::Valid => match self.cached(fid) {
-                Some(v) => return Ok(v),
-                None => Why::NoPromise,
-            },
-        };
-        // The fetcher may record into the same table (the client's does): compare
-        // with what we had before asking.
-        let before = self.with(|t| t.status(fid).map(|s| s.data_version()));
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (server, status, callback) = (self.fetch)(fid).await?;
-        self.with(|t| t.record(fid, server, status, &callback, Instant::now()));
-        let change = match before {
-            None => DataChange::New,
-            Some(from) if from == status.data_version() => DataChange::Unchanged,
-            Some(from) => DataChange::ThirdParty {
-                from,
-                to: status.data_version(),
-            },
-        };
-        Ok(Validation {
-            status,
-            change,
-            why: Some(why),
-        })
-    }
-
-    fn cached(&self, fid: Fid) -> Option<Validation> {
-        self.with(|t| match t.check(fid, Instant::now()) {
-            Check::Valid => t.status(fid).map(|status| Validation {
-                status,
-                change: DataChange::Unchanged,
-                why: None,
-            }),
-            Check::Invalid(_) => None,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -19,17 +19,14 @@ impl Client {
         let fs = self.file_server(&dir);
         for batch in out.chunks_mut(crate::types::AFS_CB_MAX) {
             let fids: Vec<Fid> = batch.iter().map(|e| e.fid).collect();
+            let stamps = self.coherence.stamp_all(&fids, fs.addr());
             let reply = fs.inline_bulk_status(&fids).await.map_err(|e| e.at(path))?;
-            lock(&self.validity).note_volume(dir.fid.volume, reply.volsync.creation_date);
-            for (entry, st) in batch.iter_mut().zip(reply.entries) {
+            self.coherence
+                .note_volume(dir.fid.volume, reply.volsync.creation_date);
+            for ((entry, st), stamp) in batch.iter_mut().zip(reply.entries).zip(stamps) {
                 if st.status.error_code == 0 {
-                    lock(&self.validity).record(
-                        entry.fid,
-                        fs.addr(),
-                        st.status,
-                        &st.callback,
-                        Instant::now(),
-                    );
+                    self.coherence
+                        .record(entry.fid, fs.addr(), stamp, st.status, &st.callback);
                     entry.status = Some(st.status);
                 }
             }
@@ -67,6 +64,7 @@ impl Client {
                 let fs = self.file_server(node);
                 let fid = node.fid;
                 let pos = next;
+                let stamp = self.coherence.stamp(fid, node.server);
                 inflight.push_back(tokio::spawn(async move {
                     let mut buf: Vec<Bytes> = Vec::new();
                     let reply = fs
@@ -75,15 +73,15 @@ impl Client {
                             Ok(())
                         })
                         .await?;
-                    Ok::<_, Error>((buf, reply))
+                    Ok::<_, Error>((buf, reply, stamp))
                 }));
                 next += n;
             }
             let task = inflight.pop_front().expect("a read is in flight");
-            let (chunks, reply) = task
+            let (chunks, reply, stamp) = task
                 .await
                 .map_err(|e| Error::local(ErrorKind::Other, format!("read task failed: {e}")))??;
-            self.note_promise(node.fid, node.server, &reply);
+            self.note_promise(node.fid, node.server, stamp, &reply);
             for c in chunks {
                 sink(&c)?;
             }
@@ -109,7 +107,7 @@ impl Client {
                 let created = fs.create_file(dir.fid, &name, &status).await;
                 match created {
                     Ok(reply) => {
-                        self.note_created(&dir, &reply, fs.addr());
+                        self.note_created(&dir, &reply);
                         reply.fid
                     }
                     // Someone created it meanwhile: use theirs.
@@ -191,7 +189,7 @@ impl Client {
             .make_dir(dir.fid, &name, &status)
             .await
             .map_err(|e| e.at(path))?;
-        self.note_created(&dir, &reply, fs.addr());
+        self.note_created(&dir, &reply);
         Ok(reply.fid)
     }
 

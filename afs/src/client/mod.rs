@@ -16,7 +16,8 @@ use tokio::io::AsyncRead;
 use tokio::sync::broadcast;
 use tracing::debug;
 
-use crate::cache::validity::{Check, SharedValidity, Validity, Why};
+use crate::cache::coherence::Coherence;
+use crate::cache::validity::{Check, Why};
 use crate::callback::{CallbackEvent, CallbackService, CallbackStats};
 use crate::cell::{parse_this_cell, CellConfig, CellPaths, CellServDb};
 use crate::dir::Directory;
@@ -126,7 +127,7 @@ pub struct Client {
     /// The cell of every volume id we have seen.
     volume_cells: Mutex<HashMap<u32, String>>,
     callbacks: Arc<CallbackService>,
-    validity: SharedValidity,
+    coherence: Arc<Coherence>,
     fs_stats: Arc<FsStats>,
     servers: Servers,
     lost: broadcast::Sender<PromisesLost>,
@@ -157,18 +158,16 @@ impl Client {
             .and_then(|text| parse_this_cell(&text).ok());
         let endpoint = Endpoint::bind(cfg.bind, cfg.rx).await?;
         let uuid = Uuid::random();
-        let validity: SharedValidity = Arc::new(std::sync::Mutex::new(Validity::with_max_promise(
-            cfg.max_promise,
-        )));
+        let coherence = Arc::new(Coherence::new(cfg.max_promise));
         let (lost_tx, _) = broadcast::channel(4096);
         let servers: Servers = Arc::default();
         let revoke = {
-            let validity = validity.clone();
+            let coherence = coherence.clone();
             let servers = servers.clone();
             let lost_tx: broadcast::Sender<PromisesLost> = lost_tx.clone();
             Arc::new(
                 move |event: &CallbackEvent| -> Option<crate::callback::AfterReply> {
-                    let files = lock(&validity).apply(event);
+                    let files = coherence.apply(event);
                     debug!(lost = files.len(), "promises revoked");
                     let (server, at) = match event {
                         CallbackEvent::Broken { server, at, .. } => (*server, *at),
@@ -187,12 +186,16 @@ impl Client {
                 },
             )
         };
-        let callbacks = Arc::new(CallbackService::new(uuid, revoke));
+        let senders = {
+            let coherence = coherence.clone();
+            Arc::new(move |peer| coherence.is_fileserver(peer))
+        };
+        let callbacks = Arc::new(CallbackService::new(uuid, senders, revoke));
         endpoint.register_service(crate::callback::SERVICE, callbacks.clone());
         let prober = cfg.probe_interval.map(|every| {
             tokio::spawn(probe_servers(
                 endpoint.clone(),
-                validity.clone(),
+                coherence.clone(),
                 servers.clone(),
                 every,
             ))
@@ -206,7 +209,7 @@ impl Client {
             volumes: Mutex::default(),
             volume_cells: Mutex::default(),
             callbacks,
-            validity,
+            coherence,
             fs_stats: Arc::default(),
             servers: servers.clone(),
             lost: lost_tx,
@@ -249,20 +252,21 @@ impl Client {
         self.callbacks.stats()
     }
 
-    /// What we know about each file and how long we may trust it; shared with
-    /// the callback service, which applies breaks before replying.
-    pub fn validity(&self) -> SharedValidity {
-        self.validity.clone()
+    /// What we know about each file and how long we may trust it: the one
+    /// owner of that answer, shared with the callback service (which applies
+    /// breaks before replying), the cache manager and the pager.
+    pub fn coherence(&self) -> &Arc<Coherence> {
+        &self.coherence
     }
 
     /// Whether `fid`'s cached state may be used without asking its server.
     pub fn check(&self, fid: Fid) -> Check {
-        lock(&self.validity).check(fid, Instant::now())
+        self.coherence.check(fid)
     }
 
     /// The server and expiry time of `fid`'s promise, if it has one.
     pub fn promise(&self, fid: Fid) -> Option<(SocketAddr, Instant)> {
-        lock(&self.validity).promise(fid)
+        self.coherence.promise(fid)
     }
 
     fn cell(&self, name: &str) -> Result<&CellConfig> {
@@ -317,7 +321,10 @@ impl Client {
 
     fn remember(&self, cell: &str, loc: &Arc<VolumeLocation>) {
         if let Some(ro) = loc.id(VolumeType::ReadOnly) {
-            lock(&self.validity).note_read_only(ro);
+            self.coherence.note_read_only(ro);
+        }
+        for (uuid, addrs) in &loc.hosts {
+            self.coherence.learn_server(*uuid, addrs);
         }
         let mut cache = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
         let mut cells = self.volume_cells.lock().unwrap_or_else(|e| e.into_inner());
@@ -345,11 +352,12 @@ impl Client {
         len: u64,
         sink: impl FnMut(bytes::Bytes) -> std::io::Result<()>,
     ) -> Result<FetchStatusReply> {
+        let stamp = self.coherence.stamp(node.fid, node.server);
         let reply = self
             .file_server(node)
             .fetch_data(node.fid, pos, len, sink)
             .await?;
-        self.note_promise(node.fid, node.server, &reply);
+        self.note_promise(node.fid, node.server, stamp, &reply);
         Ok(reply)
     }
 
@@ -426,9 +434,10 @@ impl Client {
             let mut last = None;
             for server in servers {
                 let fs = self.file_server_at(server);
+                let stamp = self.coherence.stamp(fid, server);
                 match fs.fetch_status(fid).await {
                     Ok(reply) => {
-                        self.note_promise(fid, server, &reply);
+                        self.note_promise(fid, server, stamp, &reply);
                         return Ok(Node {
                             cell: cell.to_string(),
                             fid,
@@ -465,50 +474,52 @@ impl Client {
         }
     }
 
-    fn note_promise(&self, fid: Fid, server: SocketAddr, reply: &FetchStatusReply) {
-        let mut v = lock(&self.validity);
-        if v.note_volume(fid.volume, reply.volsync.creation_date) {
+    /// Records a reply's status and promise; the promise counts only if nothing
+    /// broke since `stamp`, taken before the call went out.
+    fn note_promise(
+        &self,
+        fid: Fid,
+        server: SocketAddr,
+        stamp: crate::cache::validity::Stamp,
+        reply: &FetchStatusReply,
+    ) {
+        if self
+            .coherence
+            .note_volume(fid.volume, reply.volsync.creation_date)
+        {
             debug!(
                 volume = fid.volume,
                 "volume was restored or replaced: its cached files are void"
             );
         }
-        v.record(fid, server, reply.status, &reply.callback, Instant::now());
+        self.coherence
+            .record(fid, server, stamp, reply.status, &reply.callback);
     }
 
-    /// Records a new file or directory and its parent's new status.
-    fn note_created(&self, dir: &Node, reply: &crate::fs::CreateReply, server: SocketAddr) {
-        let mut v = lock(&self.validity);
-        v.record(
-            reply.fid,
-            server,
-            reply.status,
-            &reply.callback,
-            Instant::now(),
-        );
-        v.record_own_store(dir.fid, reply.dir_status);
+    /// Records a new file or directory and its parent's new status. The new
+    /// file's promise is not taken: a break for it could have overtaken the
+    /// reply before we knew its FID, so its first use asks the server.
+    fn note_created(&self, dir: &Node, reply: &crate::fs::CreateReply) {
+        self.coherence.record_status(reply.fid, reply.status);
+        self.coherence.record_own_store(dir.fid, reply.dir_status);
     }
 
     /// Records a status our own change produced: our callbacks are not broken by
     /// our own changes, so the table must learn the new data version from us.
     fn note_own_change(&self, fid: Fid, status: FetchStatus) {
-        lock(&self.validity).record_own_store(fid, status);
+        self.coherence.record_own_store(fid, status);
     }
 
     /// Tells every fileserver we hold promises from that we hold none, so they
     /// stop sending breaks to a client that is going away.
     pub async fn give_up_callbacks(&self) {
-        let servers = lock(&self.validity).servers_with_promises(Instant::now());
+        let servers = self.coherence.servers_with_promises();
         for server in servers {
             let fs = self.file_server_at(server);
             let _ = tokio::time::timeout(Duration::from_secs(2), fs.give_up_all_callbacks()).await;
         }
-        lock(&self.validity).drop_promises();
+        self.coherence.drop_promises();
     }
-}
-
-fn lock(v: &SharedValidity) -> std::sync::MutexGuard<'_, Validity> {
-    v.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Probes every server we hold live promises from, every `every`. A server that
@@ -517,7 +528,7 @@ fn lock(v: &SharedValidity) -> std::sync::MutexGuard<'_, Validity> {
 /// service: an idle client learns it within one interval, not at its next call.
 async fn probe_servers(
     endpoint: Endpoint,
-    validity: SharedValidity,
+    coherence: Arc<Coherence>,
     servers: Servers,
     every: Duration,
 ) {
@@ -526,7 +537,7 @@ async fn probe_servers(
     tick.tick().await;
     loop {
         tick.tick().await;
-        let promised = lock(&validity).servers_with_promises(Instant::now());
+        let promised = coherence.servers_with_promises();
         for server in promised {
             let fs = FileServer::new(endpoint.clone(), server);
             match fs.get_capabilities().await {

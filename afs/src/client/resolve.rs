@@ -38,13 +38,14 @@ impl Client {
         }
         let mut out = Vec::with_capacity(node.status.length() as usize);
         let fs = self.file_server(node);
+        let stamp = self.coherence.stamp(node.fid, node.server);
         let reply = fs
             .fetch_data(node.fid, 0, node.status.length(), |b| {
                 out.extend_from_slice(&b);
                 Ok(())
             })
             .await?;
-        self.note_promise(node.fid, node.server, &reply);
+        self.note_promise(node.fid, node.server, stamp, &reply);
         let data = Arc::new(out);
         // Keyed by the version the data came with, which may be newer than `node`'s.
         self.contents
@@ -74,14 +75,7 @@ impl Client {
 
     fn cached_node(&self, cell: &str, fid: Fid) -> Option<Node> {
         let now = Instant::now();
-        let (status, server, expires) = {
-            let v = lock(&self.validity);
-            if v.check(fid, now) != Check::Valid {
-                return None;
-            }
-            let (server, expires) = v.promise(fid)?;
-            (v.status(fid)?, server, expires)
-        };
+        let (status, server, expires) = self.coherence.cached(fid)?;
         let loc = self
             .volumes
             .lock()

@@ -184,17 +184,20 @@ pub async fn mkdir(client: &Client, paths: &[String]) -> Result<()> {
 pub fn print_stats(client: &Client) {
     eprintln!("fileserver calls: {}", client.fs_stats());
     let rx = client.endpoint().stats();
+    let counters = client.endpoint().counters();
     let cb = client.callback_stats();
     eprintln!(
-        "rx: {} datagrams in, {} out, {} bad, {} send drops; callbacks: {} breaks ({} files), {} resets, {} probes; {} promises held",
+        "rx: {} datagrams in, {} out, {} bad packets, {} refused, {} send drops; callbacks: {} breaks ({} files), {} resets, {} probes, {} refused; {} promises held",
         rx.datagrams_in.load(Ordering::Relaxed),
         rx.datagrams_out.load(Ordering::Relaxed),
-        rx.bad_datagrams.load(Ordering::Relaxed),
+        counters.bad_packets,
+        counters.refused,
         rx.send_drops.load(Ordering::Relaxed),
         cb.breaks.load(Ordering::Relaxed),
         cb.fids_broken.load(Ordering::Relaxed),
         cb.resets.load(Ordering::Relaxed),
         cb.probes.load(Ordering::Relaxed),
-        client.validity().lock().map_or(0, |v| v.promised()),
+        cb.refused.load(Ordering::Relaxed),
+        client.coherence().promised(),
     );
 }

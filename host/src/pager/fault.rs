@@ -164,23 +164,18 @@ impl Pager {
 
     /// Why the file must be revalidated before its pages may be mapped, if it must.
     fn validity_reason(&self, file: &MappedFile) -> Option<Reason> {
-        let why = match self.cache.client().check(file.fid) {
-            Check::Valid => {
-                // Judge by the status table, not our node: a path resolution or a stat
-                // may have learnt of a new data version (with a new promise) meanwhile.
-                let validity = self.cache.client().validity();
-                let table = validity.lock().unwrap_or_else(|p| p.into_inner());
-                let status_dv = table.status(file.fid).map(|s| s.data_version());
-                let fresh = status_dv.is_some() && file.cache.data_version() == status_dv;
-                return (!fresh).then_some(Reason::Break);
-            }
+        let coherence = self.cache.client().coherence();
+        // Judged against the version of the cached pages: a path resolution or a
+        // stat may have learnt of a new data version (with a new promise) meanwhile.
+        let why = match coherence.check_cached(file.fid, file.cache.data_version()) {
+            Check::Valid => return None,
             Check::Invalid(why) => why,
         };
         let zapped = *file.zap_reason.lock().unwrap_or_else(|p| p.into_inner());
         Some(zapped.unwrap_or(match why {
             Why::NoPromise => Reason::NoPromise,
             Why::Expired => Reason::Expiry,
-            Why::Broken | Why::VolumeBroken => Reason::Break,
+            Why::Broken | Why::VolumeBroken | Why::Superseded => Reason::Break,
             Why::ServerReset => Reason::ServerReset,
         }))
     }

@@ -1,5 +1,17 @@
 use super::*;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// A reply recorded with a stamp taken just before: nothing overtook it.
+fn grant(
+    t: &mut Validity,
+    fid: Fid,
+    server: SocketAddr,
+    status: FetchStatus,
+    callback: &CallBack,
+    now: Instant,
+) -> DataChange {
+    let stamp = t.stamp(fid, server);
+    t.record(fid, server, stamp, status, callback, now)
+}
 
 fn server(n: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, n], 7000))
@@ -26,7 +38,7 @@ fn fresh_promise_is_valid_until_the_margin() {
     let f = Fid::new(7, 2, 1);
     assert_eq!(t.check(f, now), Check::Invalid(Why::NoPromise));
     assert_eq!(
-        t.record(f, server(1), status(1), &promise(60), now),
+        grant(&mut t, f, server(1), status(1), &promise(60), now),
         DataChange::New
     );
     assert_eq!(t.check(f, now), Check::Valid);
@@ -35,7 +47,7 @@ fn fresh_promise_is_valid_until_the_margin() {
         t.check(f, now + Duration::from_secs(51)),
         Check::Invalid(Why::Expired)
     );
-    t.record(f, server(1), status(1), &promise(0), now);
+    grant(&mut t, f, server(1), status(1), &promise(0), now);
     assert_eq!(t.check(f, now), Check::Invalid(Why::NoPromise));
 }
 
@@ -45,9 +57,9 @@ fn breaks_invalidate_exactly_what_they_cover() {
     let now = Instant::now();
     let (a, b, c) = (Fid::new(7, 2, 1), Fid::new(7, 4, 1), Fid::new(8, 2, 1));
     for f in [a, b] {
-        t.record(f, server(1), status(1), &promise(3600), now);
+        grant(&mut t, f, server(1), status(1), &promise(3600), now);
     }
-    t.record(c, server(2), status(1), &promise(3600), now);
+    grant(&mut t, c, server(2), status(1), &promise(3600), now);
 
     let lost = t.apply(&CallbackEvent::Broken {
         server: server(1),
@@ -68,7 +80,7 @@ fn breaks_invalidate_exactly_what_they_cover() {
     assert_eq!(t.check(b, now), Check::Invalid(Why::VolumeBroken));
     assert_eq!(t.check(c, now), Check::Valid, "other volume untouched");
     // A promise granted after the volume break is good again.
-    t.record(b, server(1), status(1), &promise(3600), now);
+    grant(&mut t, b, server(1), status(1), &promise(3600), now);
     assert_eq!(t.check(b, now), Check::Valid);
 
     let lost = t.apply(&CallbackEvent::ServerReset {
@@ -87,112 +99,16 @@ fn own_stores_are_not_third_party_changes() {
     let mut t = Validity::new();
     let now = Instant::now();
     let f = Fid::new(7, 2, 1);
-    t.record(f, server(1), status(5), &promise(3600), now);
+    grant(&mut t, f, server(1), status(5), &promise(3600), now);
     t.record_own_store(f, status(6));
     assert_eq!(
-        t.record(f, server(1), status(6), &promise(3600), now),
+        grant(&mut t, f, server(1), status(6), &promise(3600), now),
         DataChange::Unchanged
     );
     assert_eq!(
-        t.record(f, server(1), status(9), &promise(3600), now),
+        grant(&mut t, f, server(1), status(9), &promise(3600), now),
         DataChange::ThirdParty { from: 6, to: 9 }
     );
-}
-
-/// A fake server: counts FetchStatus calls, answers after a short delay.
-fn fake(calls: Arc<AtomicU32>, dv: Arc<AtomicU64>) -> StatusFetcher {
-    Arc::new(move |_fid| {
-        let calls = calls.clone();
-        let dv = dv.clone();
-        Box::pin(async move {
-            calls.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            Ok((server(1), status(dv.load(Ordering::SeqCst)), promise(3600)))
-        })
-    })
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_validations_ask_once() {
-    let calls = Arc::new(AtomicU32::new(0));
-    let dv = Arc::new(AtomicU64::new(1));
-    let v = Arc::new(Validator::new(
-        Arc::default(),
-        fake(calls.clone(), dv.clone()),
-    ));
-    let f = Fid::new(7, 2, 1);
-    assert_eq!(v.validate(f).await.unwrap().change, DataChange::New);
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    // Valid: no call at all.
-    assert_eq!(v.validate(f).await.unwrap().why, None);
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-
-    // The file changes and the promise breaks: 100 callers, one FetchStatus.
-    dv.store(2, Ordering::SeqCst);
-    v.with(|t| {
-        t.apply(&CallbackEvent::Broken {
-            server: server(1),
-            fids: vec![f],
-            at: Instant::now(),
-        })
-    });
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let v = v.clone();
-            tokio::spawn(async move { v.validate(f).await.unwrap() })
-        })
-        .collect();
-    let mut third_party = 0;
-    for t in tasks {
-        let r = t.await.unwrap();
-        assert_eq!(r.status.data_version(), 2);
-        if let DataChange::ThirdParty { from: 1, to: 2 } = r.change {
-            third_party += 1;
-        }
-    }
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        2,
-        "one FetchStatus for 100 callers"
-    );
-    assert_eq!(v.validations.load(Ordering::Relaxed), 102);
-    assert_eq!(v.fetches.load(Ordering::Relaxed), 2);
-    assert_eq!(
-        third_party, 1,
-        "the change is reported once, by the caller that asked"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn volume_break_costs_one_call_per_used_file() {
-    let calls = Arc::new(AtomicU32::new(0));
-    let dv = Arc::new(AtomicU64::new(1));
-    let v = Arc::new(Validator::new(Arc::default(), fake(calls.clone(), dv)));
-    let files: Vec<Fid> = (1..=10).map(|n| Fid::new(7, 2 * n, 1)).collect();
-    for f in &files {
-        v.validate(*f).await.unwrap();
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 10);
-    v.with(|t| {
-        t.apply(&CallbackEvent::Broken {
-            server: server(1),
-            fids: vec![Fid::new(7, 0, 0)],
-            at: Instant::now(),
-        })
-    });
-    // Only three of the ten files are used afterwards, each by many callers.
-    let mut tasks = Vec::new();
-    for f in &files[..3] {
-        for _ in 0..20 {
-            let v = v.clone();
-            let f = *f;
-            tasks.push(tokio::spawn(async move { v.validate(f).await.unwrap() }));
-        }
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 13);
 }
 
 #[test]
@@ -200,7 +116,7 @@ fn revoked_promises_are_not_reported() {
     let mut t = Validity::new();
     let now = Instant::now();
     let f = Fid::new(7, 2, 1);
-    t.record(f, server(1), status(1), &promise(3600), now);
+    grant(&mut t, f, server(1), status(1), &promise(3600), now);
     assert!(t.promise(f).is_some());
     t.apply(&CallbackEvent::ServerReset {
         server: server(1),
@@ -208,7 +124,7 @@ fn revoked_promises_are_not_reported() {
         at: now,
     });
     assert!(t.promise(f).is_none());
-    t.record(f, server(1), status(1), &promise(3600), now);
+    grant(&mut t, f, server(1), status(1), &promise(3600), now);
     t.apply(&CallbackEvent::Broken {
         server: server(1),
         fids: vec![Fid::new(7, 0, 0)],
@@ -222,7 +138,7 @@ fn promises_are_capped_by_the_client() {
     let mut t = Validity::with_max_promise(Some(Duration::from_secs(30)));
     let now = Instant::now();
     let f = Fid::new(7, 2, 1);
-    t.record(f, server(1), status(1), &promise(7200), now);
+    grant(&mut t, f, server(1), status(1), &promise(7200), now);
     assert_eq!(t.check(f, now + Duration::from_secs(19)), Check::Valid);
     assert_eq!(
         t.check(f, now + Duration::from_secs(21)),
@@ -237,8 +153,8 @@ fn a_replaced_volume_voids_its_files() {
     let (a, b) = (Fid::new(7, 2, 1), Fid::new(8, 2, 1));
     assert!(!t.note_volume(7, 1000));
     assert!(!t.note_volume(8, 2000));
-    t.record(a, server(1), status(1), &promise(3600), now);
-    t.record(b, server(1), status(1), &promise(3600), now);
+    grant(&mut t, a, server(1), status(1), &promise(3600), now);
+    grant(&mut t, b, server(1), status(1), &promise(3600), now);
     assert!(!t.note_volume(7, 1000), "same volume, same date");
     assert!(!t.note_volume(7, 0), "no date says nothing");
     assert!(t.note_volume(7, 1001), "restored volume");
@@ -252,9 +168,9 @@ fn a_read_only_volume_promise_covers_its_files() {
     let now = Instant::now();
     let (a, b) = (Fid::new(9, 2, 1), Fid::new(9, 4, 1));
     t.note_read_only(9);
-    t.record(a, server(1), status(1), &promise(7200), now);
+    grant(&mut t, a, server(1), status(1), &promise(7200), now);
     // b's status is known but it came without a promise of its own.
-    t.record(b, server(1), status(1), &promise(0), now);
+    grant(&mut t, b, server(1), status(1), &promise(0), now);
     assert_eq!(
         t.check(b, now),
         Check::Valid,
@@ -270,13 +186,167 @@ fn a_read_only_volume_promise_covers_its_files() {
     assert_eq!(t.check(b, now), Check::Invalid(Why::VolumeBroken));
     // Not so in a read-write volume.
     let c = Fid::new(10, 2, 1);
-    t.record(
+    grant(
+        &mut t,
         Fid::new(10, 4, 1),
         server(1),
         status(1),
         &promise(7200),
         now,
     );
-    t.record(c, server(1), status(1), &promise(0), now);
+    grant(&mut t, c, server(1), status(1), &promise(0), now);
     assert_eq!(t.check(c, now), Check::Invalid(Why::NoPromise));
+}
+
+#[test]
+fn a_break_that_overtakes_the_reply_leaves_no_promise() {
+    let mut t = Validity::new();
+    let now = Instant::now();
+    let f = Fid::new(7, 2, 1);
+    grant(&mut t, f, server(1), status(3), &promise(3600), now);
+    // The promise breaks; we ask again; the server breaks the new promise (a
+    // third party stored) while our reply, for data version 3, is still on its way.
+    t.apply(&CallbackEvent::Broken {
+        server: server(1),
+        fids: vec![f],
+        at: now,
+    });
+    let stamp = t.stamp(f, server(1));
+    t.apply(&CallbackEvent::Broken {
+        server: server(1),
+        fids: vec![f],
+        at: now,
+    });
+    t.record(f, server(1), stamp, status(3), &promise(3600), now);
+    assert_eq!(t.check(f, now), Check::Invalid(Why::Broken));
+    assert_eq!(t.status(f).unwrap().data_version(), 3, "the status is kept");
+    assert!(t.promise(f).is_none());
+    // Asking again, with nothing in between, grants it.
+    grant(&mut t, f, server(1), status(4), &promise(3600), now);
+    assert_eq!(t.check(f, now), Check::Valid);
+}
+
+#[test]
+fn a_break_during_the_first_call_counts() {
+    let mut t = Validity::new();
+    let now = Instant::now();
+    let f = Fid::new(7, 2, 1);
+    let stamp = t.stamp(f, server(1));
+    let lost = t.apply(&CallbackEvent::Broken {
+        server: server(1),
+        fids: vec![f],
+        at: now,
+    });
+    assert_eq!(lost, vec![(f, Why::Broken)]);
+    t.record(f, server(1), stamp, status(1), &promise(3600), now);
+    assert_ne!(t.check(f, now), Check::Valid);
+}
+
+#[test]
+fn volume_breaks_and_resets_overtake_replies_too() {
+    let mut t = Validity::new();
+    let now = Instant::now();
+    let (a, b) = (Fid::new(7, 2, 1), Fid::new(7, 4, 1));
+    grant(&mut t, a, server(1), status(1), &promise(3600), now);
+    let stamp = t.stamp(b, server(1));
+    t.apply(&CallbackEvent::Broken {
+        server: server(1),
+        fids: vec![Fid::new(7, 0, 0)],
+        at: now,
+    });
+    t.record(b, server(1), stamp, status(1), &promise(3600), now);
+    assert_ne!(t.check(b, now), Check::Valid);
+
+    let stamp = t.stamp(b, server(1));
+    t.apply(&CallbackEvent::ServerReset {
+        server: server(1),
+        uuid: None,
+        at: now,
+    });
+    t.record(b, server(1), stamp, status(1), &promise(3600), now);
+    assert_ne!(t.check(b, now), Check::Valid);
+}
+
+#[test]
+fn callbacks_from_strangers_change_nothing() {
+    let mut t = Validity::new();
+    let now = Instant::now();
+    let (a, b) = (Fid::new(7, 2, 1), Fid::new(8, 2, 1));
+    grant(&mut t, a, server(1), status(1), &promise(3600), now);
+    grant(&mut t, b, server(2), status(1), &promise(3600), now);
+    let stranger = SocketAddr::from(([10, 0, 0, 99], 7000));
+    assert!(!t.is_fileserver(stranger));
+    assert!(t.is_fileserver(server(1)));
+    let forged = [
+        CallbackEvent::Broken {
+            server: stranger,
+            fids: vec![a, Fid::new(7, 0, 0)],
+            at: now,
+        },
+        CallbackEvent::ServerReset {
+            server: stranger,
+            uuid: None,
+            at: now,
+        },
+        // The same host, another port: not the fileserver's socket.
+        CallbackEvent::Broken {
+            server: SocketAddr::from(([10, 0, 0, 1], 7001)),
+            fids: vec![a],
+            at: now,
+        },
+        // A real fileserver, but for files another server promised.
+        CallbackEvent::Broken {
+            server: server(2),
+            fids: vec![a, Fid::new(7, 0, 0)],
+            at: now,
+        },
+    ];
+    for e in &forged {
+        assert_eq!(t.apply(e), vec![], "{e:?}");
+    }
+    assert_eq!(t.check(a, now), Check::Valid);
+    assert_eq!(t.check(b, now), Check::Valid);
+    assert!(!t.is_fileserver(stranger), "no state kept for strangers");
+}
+
+#[test]
+fn any_address_of_a_server_speaks_for_it() {
+    let mut t = Validity::new();
+    let now = Instant::now();
+    let uuid = Uuid::from_bytes([5; 16]);
+    let (home, other) = (server(1), SocketAddr::from(([10, 0, 1, 1], 7000)));
+    t.learn_server(Some(uuid), &[home, other]);
+    let f = Fid::new(7, 2, 1);
+    grant(&mut t, f, home, status(1), &promise(3600), now);
+    let lost = t.apply(&CallbackEvent::ServerReset {
+        server: other,
+        uuid: Some(uuid),
+        at: now,
+    });
+    assert_eq!(lost, vec![(f, Why::ServerReset)]);
+    assert_eq!(t.check(f, now), Check::Invalid(Why::ServerReset));
+    grant(&mut t, f, home, status(1), &promise(3600), now);
+    t.apply(&CallbackEvent::Broken {
+        server: other,
+        fids: vec![f],
+        at: now,
+    });
+    assert_eq!(t.check(f, now), Check::Invalid(Why::Broken));
+}
+
+#[test]
+fn cached_bytes_of_an_older_version_are_superseded() {
+    let mut t = Validity::new();
+    let now = Instant::now();
+    let f = Fid::new(7, 2, 1);
+    grant(&mut t, f, server(1), status(2), &promise(3600), now);
+    assert_eq!(t.check_cached(f, Some(2), now), Check::Valid);
+    assert_eq!(
+        t.check_cached(f, Some(1), now),
+        Check::Invalid(Why::Superseded)
+    );
+    assert_eq!(
+        t.check_cached(f, None, now),
+        Check::Invalid(Why::Superseded)
+    );
 }

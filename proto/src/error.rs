@@ -17,8 +17,44 @@
 
 use std::fmt;
 
-// The Rx and rxgen codes live with Rx; re-exported so every abort code has one home.
-pub use rx::error::codes::*;
+// Rx and rxgen codes (OpenAFS rx.h and rxgen). The `rx` crate defines the same
+// numbers in `rx::error::codes` for the transport; they are repeated here so this
+// crate does not depend on Rx, and a test in `afs` checks that the two agree.
+
+/// Rx: the peer stopped responding.
+pub const RX_CALL_DEAD: i32 = -1;
+/// Rx: operation not valid in the call's state.
+pub const RX_INVALID_OPERATION: i32 = -2;
+/// Rx: the call exceeded its hard time limit.
+pub const RX_CALL_TIMEOUT: i32 = -3;
+/// Rx: unexpected end of data.
+pub const RX_EOF: i32 = -4;
+/// Rx: malformed packets.
+pub const RX_PROTOCOL_ERROR: i32 = -5;
+/// Rx: the application aborted the call without a specific code.
+pub const RX_USER_ABORT: i32 = -6;
+/// Rx: address in use.
+pub const RX_ADDRINUSE: i32 = -7;
+/// Rx: message too large.
+pub const RX_MSGSIZE: i32 = -8;
+/// Rx / fileserver (`VRESTARTING`): server is shutting down or restarting.
+pub const RX_RESTARTING: i32 = -100;
+/// Client stub failed to marshal arguments.
+pub const RXGEN_CC_MARSHAL: i32 = -450;
+/// Client stub failed to unmarshal results.
+pub const RXGEN_CC_UNMARSHAL: i32 = -451;
+/// Server stub failed to marshal results.
+pub const RXGEN_SS_MARSHAL: i32 = -452;
+/// Server stub failed to unmarshal arguments.
+pub const RXGEN_SS_UNMARSHAL: i32 = -453;
+/// Decode error.
+pub const RXGEN_DECODE: i32 = -454;
+/// The server does not implement this opcode.
+pub const RXGEN_OPCODE: i32 = -455;
+/// Server stub failed to free results.
+pub const RXGEN_SS_XDRFREE: i32 = -456;
+/// Client stub failed to free results.
+pub const RXGEN_CC_XDRFREE: i32 = -457;
 
 /// Volume needs salvaging.
 pub const VSALVAGE: i32 = 101;

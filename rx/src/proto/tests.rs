@@ -1,0 +1,288 @@
+//! The endpoint state machine driven by hand: time and datagrams are ours.
+
+use super::*;
+use crate::ack::{Ack, AckReason};
+use crate::packet::{flags, Packet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+fn addr(host: u8, port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, host), port))
+}
+
+fn endpoint() -> Endpoint {
+    Endpoint::new(0x8000_0001, 0x100, CallConfig::default(), Limits::default())
+}
+
+/// A client-initiated DATA packet: one whole request.
+fn request(epoch: u32, cid: u32, call: u32, payload: &[u8]) -> Bytes {
+    request_packet(epoch, cid, call, 1, flags::LAST_PACKET, payload)
+}
+
+fn request_packet(epoch: u32, cid: u32, call: u32, seq: u32, fl: u8, payload: &[u8]) -> Bytes {
+    Packet {
+        header: Header {
+            epoch,
+            cid,
+            call_number: call,
+            seq,
+            serial: seq,
+            packet_type: PacketType::Data,
+            flags: flags::CLIENT_INITIATED | fl,
+            user_status: 0,
+            security_index: 0,
+            spare: 0,
+            service_id: 1,
+        },
+        payload: Bytes::copy_from_slice(payload),
+    }
+    .to_datagram()
+}
+
+fn drain(ep: &mut Endpoint, now: Instant) -> Vec<(SocketAddr, Bytes)> {
+    let mut out = Vec::new();
+    ep.drain_transmits(now, &mut out);
+    out
+}
+
+fn incoming(ep: &mut Endpoint) -> Vec<IncomingRequest> {
+    let mut v = Vec::new();
+    while let Some(e) = ep.poll_event() {
+        if let Event::Incoming(r) = e {
+            v.push(r);
+        }
+    }
+    v
+}
+
+/// Runs every timer up to `until`, in steps, collecting what is sent.
+fn run_until(ep: &mut Endpoint, mut now: Instant, until: Instant) -> Vec<(SocketAddr, Bytes)> {
+    let mut sent = Vec::new();
+    while let Some(t) = ep.poll_timeout().filter(|t| *t <= until) {
+        now = now.max(t);
+        ep.handle_timeout(now);
+        ep.drain_transmits(now, &mut sent);
+    }
+    sent
+}
+
+#[test]
+fn an_idle_endpoint_has_no_deadline() {
+    let ep = endpoint();
+    assert_eq!(ep.poll_timeout(), None);
+}
+
+#[test]
+fn a_forged_request_gets_one_datagram_and_nothing_more() {
+    let mut ep = endpoint();
+    let t0 = Instant::now();
+    let victim = addr(9, 7000);
+    // 32 bytes of Rx request: header and a 4-byte opcode.
+    ep.handle(
+        t0,
+        victim,
+        request(0x9000_0001, 0x40, 1, &65538u32.to_be_bytes()),
+    );
+    assert!(drain(&mut ep, t0).is_empty(), "no ACK before the reply");
+    let req = incoming(&mut ep).pop().expect("the request is served");
+    ep.reply(req.call, Ok(vec![0u8; 300]), t0);
+    let mut sent = drain(&mut ep, t0);
+    sent.extend(run_until(&mut ep, t0, t0 + Duration::from_secs(60)));
+    assert_eq!(sent.len(), 1, "one reply datagram, never retransmitted");
+    assert!(sent[0].1.len() < 400);
+    assert_eq!(ep.sizes().1, 0, "the call is gone");
+    let late = t0 + Duration::from_secs(61);
+    ep.handle_timeout(late);
+    assert_eq!(ep.sizes(), (0, 0), "and so is its connection");
+    assert_eq!(ep.poll_timeout(), None);
+}
+
+#[test]
+fn a_peer_that_repeats_its_request_gets_the_reply_again() {
+    let mut ep = endpoint();
+    let t0 = Instant::now();
+    let server = addr(1, 7000);
+    let dgram = request(0x9000_0001, 0x40, 1, &206u32.to_be_bytes());
+    ep.handle(t0, server, dgram.clone());
+    let req = incoming(&mut ep).pop().unwrap();
+    ep.reply(req.call, Ok(vec![]), t0);
+    assert_eq!(drain(&mut ep, t0).len(), 1);
+    // The reply was lost; the peer sends its request again.
+    let t1 = t0 + Duration::from_millis(300);
+    ep.handle(t1, server, dgram);
+    let again = drain(&mut ep, t1);
+    assert_eq!(again.len(), 1);
+    let p = &Packet::parse_datagram(again[0].1.clone()).unwrap()[0];
+    assert_eq!(p.header.packet_type, PacketType::Data);
+    assert_ne!(p.header.flags & flags::LAST_PACKET, 0);
+}
+
+#[test]
+fn a_flood_of_half_open_calls_is_bounded() {
+    let mut ep = endpoint();
+    let t0 = Instant::now();
+    let limits = Limits::default();
+    for i in 0..40_000u32 {
+        let from = addr(66, 1024 + (i % 50_000) as u16);
+        // Never the last packet: the call never completes.
+        let d = request_packet(0x9000_0000 | i, (i << 2) & 0x3fff_fffc, 1, 1, 0, b"x");
+        ep.handle(t0, from, d);
+        drain(&mut ep, t0);
+    }
+    let (conns, calls) = ep.sizes();
+    assert!(
+        conns <= limits.incoming_conns_per_host,
+        "{conns} connections"
+    );
+    assert!(calls <= 4 * limits.incoming_conns_per_host, "{calls} calls");
+    assert!(ep.counters().refused >= 39_000);
+    // A real fileserver elsewhere still gets through.
+    let real = addr(1, 7000);
+    ep.handle(
+        t0,
+        real,
+        request(0xa000_0001, 0x80, 1, &204u32.to_be_bytes()),
+    );
+    assert_eq!(incoming(&mut ep).len(), 1);
+    // Half-open calls die and their connections are forgotten within seconds.
+    run_until(&mut ep, t0, t0 + Duration::from_secs(30));
+    ep.handle_timeout(t0 + Duration::from_secs(30));
+    assert!(ep.sizes().0 <= 1, "{:?}", ep.sizes());
+}
+
+#[test]
+fn a_forged_call_number_does_not_silence_the_channel() {
+    let mut ep = endpoint();
+    let t0 = Instant::now();
+    let server = addr(1, 7000);
+    let (epoch, cid) = (0x9000_0001, 0x40);
+    ep.handle(t0, server, request(epoch, cid, 5, &206u32.to_be_bytes()));
+    let r = incoming(&mut ep).pop().unwrap();
+    ep.reply(r.call, Ok(vec![]), t0);
+    // Forged: the same connection, call number far ahead.
+    ep.handle(
+        t0,
+        server,
+        request(epoch, cid, 5 + 100_000, &204u32.to_be_bytes()),
+    );
+    assert!(incoming(&mut ep).is_empty());
+    ep.handle(t0, server, request(epoch, cid, 6, &204u32.to_be_bytes()));
+    assert_eq!(incoming(&mut ep).len(), 1, "the real next call is served");
+}
+
+#[test]
+fn oversized_data_is_dropped() {
+    let mut ep = endpoint();
+    let t0 = Instant::now();
+    let big = vec![0u8; incoming::MAX_DATA_PAYLOAD + 1];
+    ep.handle(t0, addr(1, 7000), request(0x9000_0001, 0x40, 1, &big));
+    assert!(incoming(&mut ep).is_empty());
+    assert_eq!(ep.sizes(), (0, 0));
+}
+
+#[test]
+fn a_request_larger_than_the_limit_is_aborted() {
+    let limits = Limits {
+        max_request: 4096,
+        ..Limits::default()
+    };
+    let mut ep = Endpoint::new(0x8000_0001, 0x100, CallConfig::default(), limits);
+    let t0 = Instant::now();
+    let from = addr(1, 7000);
+    let chunk = vec![7u8; 1412];
+    let mut aborted = false;
+    for seq in 1..=4 {
+        ep.handle(
+            t0,
+            from,
+            request_packet(0x9000_0001, 0x40, 1, seq, 0, &chunk),
+        );
+        for (_, d) in drain(&mut ep, t0) {
+            let p = &Packet::parse_datagram(d).unwrap()[0];
+            aborted |= p.header.packet_type == PacketType::Abort;
+        }
+    }
+    assert!(aborted);
+    assert!(incoming(&mut ep).is_empty());
+}
+
+#[test]
+fn a_stray_ping_is_answered_and_not_remembered() {
+    let mut ep = endpoint();
+    let t0 = Instant::now();
+    let ping = Ack {
+        buffer_space: 0,
+        max_skew: 0,
+        first_packet: 1,
+        previous_packet: 0,
+        serial: 0,
+        reason: AckReason::Ping,
+        acks: vec![],
+        trailer: None,
+    };
+    let mut body = BytesMut::new();
+    ping.encode(&mut body);
+    let d = Packet {
+        header: Header {
+            epoch: 0x9000_0001,
+            cid: 0x40,
+            call_number: 0,
+            seq: 0,
+            serial: 1,
+            packet_type: PacketType::Ack,
+            flags: flags::CLIENT_INITIATED | flags::REQUEST_ACK,
+            user_status: 0,
+            security_index: 0,
+            spare: 0,
+            service_id: 1,
+        },
+        payload: body.freeze(),
+    }
+    .to_datagram();
+    ep.handle(t0, addr(9, 1), d);
+    assert_eq!(drain(&mut ep, t0).len(), 1);
+    assert_eq!(ep.sizes(), (0, 0));
+}
+
+/// Two endpoints joined by a lossless wire that we run by hand.
+#[test]
+fn a_call_between_two_state_machines() {
+    let (ca, sa) = (addr(2, 7001), addr(1, 7000));
+    let mut client = endpoint();
+    let mut server = Endpoint::new(0x8000_0002, 0x200, CallConfig::default(), Limits::default());
+    let mut now = Instant::now();
+    let id = client.start_call(sa, 1, now);
+    let req = vec![1u8; 3000];
+    client.with_call(id, now, |m| {
+        m.write(&req);
+        m.finish_sending();
+    });
+    let mut reply = Vec::new();
+    for _ in 0..100 {
+        for (to, d) in drain(&mut client, now) {
+            assert_eq!(to, sa);
+            server.handle(now, ca, d);
+        }
+        for r in incoming(&mut server) {
+            assert_eq!(r.request.len(), 3000);
+            server.reply(r.call, Ok(vec![2u8; 5000]), now);
+        }
+        for (to, d) in drain(&mut server, now) {
+            assert_eq!(to, ca);
+            client.handle(now, sa, d);
+        }
+        client.with_call(id, now, |m| {
+            while let Some(c) = m.read() {
+                reply.extend_from_slice(&c);
+            }
+        });
+        if client.call_state(id) == Some(&CallState::Complete) {
+            break;
+        }
+        now += Duration::from_millis(10);
+        client.handle_timeout(now);
+        server.handle_timeout(now);
+    }
+    assert_eq!(reply, vec![2u8; 5000]);
+    client.release(id, now);
+    assert_eq!(client.sizes().1, 0);
+}
