@@ -23,7 +23,7 @@ use tracing::{debug, trace};
 use crate::call::{CallConfig, CallMachine, CallState};
 use crate::error::{codes, RxError};
 use crate::proto::{self, CallId, Event, Limits};
-use crate::socket::{RecvBuffers, RxSocket};
+use crate::transport::{self, Transport, Udp};
 
 /// Settings of an endpoint.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ struct Driven {
 }
 
 struct Inner {
-    socket: RxSocket,
+    socket: Arc<dyn Transport>,
     local_addr: SocketAddr,
     state: Mutex<Driven>,
     /// Wakes the timer task when an earlier deadline appears.
@@ -157,7 +157,7 @@ impl Inner {
 
     /// Runs `f` on the state machine, then collects what it wants done.
     fn turn<R>(&self, f: impl FnOnce(&mut proto::Endpoint, Instant) -> R) -> (R, Output) {
-        let now = Instant::now();
+        let now = transport::now();
         let mut out = Output::default();
         let mut d = self.lock();
         let r = f(&mut d.proto, now);
@@ -193,7 +193,7 @@ impl Inner {
         if out.is_empty() {
             return;
         }
-        let (sent, dropped) = self.socket.send_all(out);
+        let (sent, dropped) = self.socket.send(out);
         self.stats.datagrams_out.fetch_add(sent, Ordering::Relaxed);
         // Dropped sends are recovered by retransmission; counted so they can be noticed.
         self.stats.send_drops.fetch_add(dropped, Ordering::Relaxed);
@@ -232,9 +232,8 @@ impl Inner {
     }
 
     async fn recv_loop(self: Arc<Self>) {
-        let mut bufs = RecvBuffers::default();
         loop {
-            let batch = match self.socket.recv_batch(&mut bufs).await {
+            let batch = match self.socket.recv().await {
                 Ok(batch) => batch,
                 Err(e) => {
                     // ICMP errors surface here on Linux; they are not fatal.
@@ -287,8 +286,14 @@ impl Endpoint {
     /// Binds a UDP socket (port 0 picks one) and starts the endpoint's tasks.
     /// Must be called within a tokio runtime.
     pub async fn bind(addr: SocketAddr, cfg: EndpointConfig) -> io::Result<Self> {
-        let socket = RxSocket::bind(addr, cfg.socket_buffer)?;
-        let local_addr = socket.local_addr()?;
+        let socket = Udp::bind(addr, cfg.socket_buffer)?;
+        Ok(Self::with_transport(Arc::new(socket), cfg))
+    }
+
+    /// An endpoint on any transport (a simulated network in tests). Must be
+    /// called within a tokio runtime.
+    pub fn with_transport(socket: Arc<dyn Transport>, cfg: EndpointConfig) -> Self {
+        let local_addr = socket.local_addr();
         // A random epoch with the high bit set: connections are then identified by
         // epoch and id alone, as in OpenAFS.
         let epoch = rand::random::<u32>() | 0x8000_0000;
@@ -311,10 +316,10 @@ impl Endpoint {
             tokio::spawn(inner.clone().timer_loop()),
         ];
         debug!(%local_addr, epoch, "rx endpoint up");
-        Ok(Self {
+        Self {
             _tasks: Arc::new(Tasks(tasks, inner.clone())),
             inner,
-        })
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -349,7 +354,7 @@ impl Endpoint {
         let notify = Arc::new(Notify::new());
         let id = {
             let mut d = self.inner.lock();
-            let id = d.proto.start_call(peer, service_id, Instant::now());
+            let id = d.proto.start_call(peer, service_id, transport::now());
             d.waiters.insert(id, notify.clone());
             id
         };

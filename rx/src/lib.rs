@@ -17,6 +17,8 @@ pub mod proto;
 mod rtt;
 pub mod security;
 mod socket;
+pub mod transport;
 
 pub use endpoint::{Call, Endpoint, EndpointConfig, IncomingCall, Response, Service, Stats};
 pub use error::RxError;
+pub use transport::Transport;

@@ -19,6 +19,7 @@ impl Client {
         let fs = self.file_server(&dir);
         for batch in out.chunks_mut(crate::types::AFS_CB_MAX) {
             let fids: Vec<Fid> = batch.iter().map(|e| e.fid).collect();
+            self.introduce(fs.addr()).await;
             let stamps = self.coherence.stamp_all(&fids, fs.addr());
             let reply = fs.inline_bulk_status(&fids).await.map_err(|e| e.at(path))?;
             self.coherence
@@ -64,7 +65,7 @@ impl Client {
                 let fs = self.file_server(node);
                 let fid = node.fid;
                 let pos = next;
-                let stamp = self.coherence.stamp(fid, node.server);
+                let stamp = self.stamp(fid, node.server).await;
                 inflight.push_back(tokio::spawn(async move {
                     let mut buf: Vec<Bytes> = Vec::new();
                     let reply = fs

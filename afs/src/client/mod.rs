@@ -149,6 +149,13 @@ impl Drop for Client {
 impl Client {
     /// Reads the cell configuration, binds the socket and starts the callback service.
     pub async fn new(cfg: ClientConfig) -> Result<Self> {
+        let endpoint = Endpoint::bind(cfg.bind, cfg.rx.clone()).await?;
+        Self::with_endpoint(cfg, endpoint)
+    }
+
+    /// A client on an endpoint made elsewhere (on a simulated network, in tests);
+    /// `cfg.bind` and `cfg.rx` are not used. Must be called within a tokio runtime.
+    pub fn with_endpoint(cfg: ClientConfig, endpoint: Endpoint) -> Result<Self> {
         let paths = CellPaths::resolve(cfg.cellservdb.as_deref(), cfg.thiscell.as_deref());
         let cells = CellServDb::load(&paths.cellservdb)
             .map_err(|e| Error::local(ErrorKind::Other, e.to_string()))?;
@@ -156,7 +163,6 @@ impl Client {
         let this_cell = std::fs::read_to_string(&paths.thiscell)
             .ok()
             .and_then(|text| parse_this_cell(&text).ok());
-        let endpoint = Endpoint::bind(cfg.bind, cfg.rx).await?;
         let uuid = Uuid::random();
         let coherence = Arc::new(Coherence::new(cfg.max_promise));
         let (lost_tx, _) = broadcast::channel(4096);
@@ -352,7 +358,7 @@ impl Client {
         len: u64,
         sink: impl FnMut(bytes::Bytes) -> std::io::Result<()>,
     ) -> Result<FetchStatusReply> {
-        let stamp = self.coherence.stamp(node.fid, node.server);
+        let stamp = self.stamp(node.fid, node.server).await;
         let reply = self
             .file_server(node)
             .fetch_data(node.fid, pos, len, sink)
@@ -434,7 +440,7 @@ impl Client {
             let mut last = None;
             for server in servers {
                 let fs = self.file_server_at(server);
-                let stamp = self.coherence.stamp(fid, server);
+                let stamp = self.stamp(fid, server).await;
                 match fs.fetch_status(fid).await {
                     Ok(reply) => {
                         self.note_promise(fid, server, stamp, &reply);
@@ -471,6 +477,38 @@ impl Client {
             debug!(volume = fid.volume, error = %e, "volume moved: looking it up again");
             self.forget_volume(fid.volume);
             relocated = true;
+        }
+    }
+
+    /// Samples the break counters before a call about `fid` to `server`. A
+    /// server we have not spoken to is introduced first (GetCapabilities, as
+    /// kAFS probes a new server): it calls us back with InitCallBackState3 on
+    /// first contact, and that reset must come before the stamp, or the first
+    /// reply from every server would be taken as overtaken.
+    async fn stamp(&self, fid: Fid, server: SocketAddr) -> crate::cache::validity::Stamp {
+        self.introduce(server).await;
+        self.coherence.stamp(fid, server)
+    }
+
+    /// Probes `server` once, if it was never probed (whatever the outcome: a
+    /// server that does not answer fails the call that follows as well).
+    async fn introduce(&self, server: SocketAddr) {
+        let known = lock_servers(&self.servers)
+            .get(&server)
+            .is_some_and(|s| s.capabilities.is_some());
+        if known {
+            return;
+        }
+        // Learn the address as a fileserver's before it calls us back.
+        self.coherence.learn_server(None, &[server]);
+        match self.file_server_at(server).get_capabilities().await {
+            Ok(caps) => {
+                lock_servers(&self.servers)
+                    .entry(server)
+                    .or_default()
+                    .capabilities = Some(caps);
+            }
+            Err(e) => debug!(%server, error = %e, "introducing a fileserver failed"),
         }
     }
 

@@ -38,7 +38,7 @@ impl Client {
         }
         let mut out = Vec::with_capacity(node.status.length() as usize);
         let fs = self.file_server(node);
-        let stamp = self.coherence.stamp(node.fid, node.server);
+        let stamp = self.stamp(node.fid, node.server).await;
         let reply = fs
             .fetch_data(node.fid, 0, node.status.length(), |b| {
                 out.extend_from_slice(&b);
