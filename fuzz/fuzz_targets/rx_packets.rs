@@ -1,5 +1,6 @@
-//! Any datagram, fed to the packet parser and then to client and server calls,
-//! must never panic.
+//! Any datagram, fed to the packet parser, to client and server calls, and to a
+//! whole endpoint state machine (from a peer it has a call with and from a
+//! stranger), must never panic.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use rx::call::{CallConfig, CallMachine, Role};
 use rx::packet::{Header, Packet, PacketType};
 
 fuzz_target!(|data: &[u8]| {
+    endpoint(data);
     let Ok(packets) = Packet::parse_datagram(Bytes::copy_from_slice(data)) else {
         return;
     };
@@ -44,3 +46,29 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+fn endpoint(data: &[u8]) {
+    use rx::proto::{Endpoint, Limits};
+    let now = Instant::now();
+    let server = "127.0.0.1:7000".parse().unwrap();
+    let stranger = "10.0.0.9:1234".parse().unwrap();
+    let mut ep = Endpoint::new(0x8000_0001, 0x100, CallConfig::default(), Limits::default());
+    let id = ep.start_call(server, 1, now);
+    ep.with_call(id, now, |m| {
+        m.write(b"request");
+        m.finish_sending();
+    });
+    let mut out = Vec::new();
+    ep.drain_transmits(now, &mut out);
+    for from in [server, stranger] {
+        ep.handle(now, from, Bytes::copy_from_slice(data));
+        ep.drain_transmits(now, &mut out);
+        while let Some(ev) = ep.poll_event() {
+            if let rx::proto::Event::Incoming(req) = ev {
+                ep.reply(req.call, Ok(b"reply".to_vec()), now);
+            }
+        }
+    }
+    ep.handle_timeout(now + Duration::from_secs(30));
+    ep.drain_transmits(now, &mut out);
+}

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::validity::{Check, DataChange, Stamp, Validity, Why};
+use super::validity::{Check, DataChange, FileDescription, Stamp, Validity, Why};
 use crate::callback::CallbackEvent;
 use crate::rpc::Result;
 use crate::types::{CallBack, FetchStatus, Fid, Uuid};
@@ -151,6 +151,19 @@ impl Coherence {
     /// Forgets every promise (after giving them up).
     pub fn drop_promises(&self) {
         self.lock().drop_promises()
+    }
+
+    /// The files we hold a status for, in FID order: a stable order for a
+    /// debugger to list them in. Copies the FIDs under the lock, sorts after.
+    pub fn known_files(&self) -> Vec<Fid> {
+        let mut fids = self.lock().known_files();
+        fids.sort_unstable();
+        fids
+    }
+
+    /// What a debugger is shown of `fid`, now: see [`Validity::describe`].
+    pub fn describe(&self, fid: Fid) -> Option<FileDescription> {
+        self.lock().describe(fid, Instant::now())
     }
 }
 

@@ -152,6 +152,10 @@ impl Servers {
     }
 }
 
+/// A file as [`Validity::describe`] shows it: status, the promise in force
+/// (granting address, expiry) and whether its volume is read-only.
+pub type FileDescription = (FetchStatus, Option<(SocketAddr, Instant)>, bool);
+
 /// The table of servers, volumes and files.
 #[derive(Debug, Default)]
 pub struct Validity {
@@ -452,6 +456,36 @@ impl Validity {
         }
         *self.volume_breaks.entry(volume).or_default() += 1;
         lost.extend(in_volume.map(|(f, _)| (*f, Why::VolumeBroken)));
+    }
+
+    /// The files we hold a status for, in no particular order (a debugger's list).
+    pub fn known_files(&self) -> Vec<Fid> {
+        self.files
+            .iter()
+            .filter(|(_, f)| f.status.is_some())
+            .map(|(fid, _)| *fid)
+            .collect()
+    }
+
+    /// What a debugger is shown of `fid`: its last status, the promise that
+    /// makes it valid at `now` (the address that granted it and its expiry;
+    /// None when the next use must ask the server), and whether its volume is
+    /// read-only. None if we hold no status for it.
+    pub fn describe(&self, fid: Fid, now: Instant) -> Option<FileDescription> {
+        let file = self.files.get(&fid)?;
+        let status = file.status?;
+        let read_only = self.read_only.contains(&fid.volume);
+        let promise = (self.check(fid, now) == Check::Valid)
+            .then(|| {
+                file.promise.or_else(|| {
+                    read_only
+                        .then(|| self.volume_promises.get(&fid.volume).copied())
+                        .flatten()
+                })
+            })
+            .flatten()
+            .map(|p| (p.addr, p.expires));
+        Some((status, promise, read_only))
     }
 
     /// Servers we hold at least one live promise from (the ones worth probing),

@@ -89,6 +89,8 @@ pub struct ServerInfo {
     pub uuid: Option<Uuid>,
     /// Its capabilities, from the last probe.
     pub capabilities: Option<crate::types::Capabilities>,
+    /// We probed it before our first call to it (answered or not).
+    pub introduced: bool,
 }
 
 type Servers = Arc<Mutex<HashMap<SocketAddr, ServerInfo>>>;
@@ -196,7 +198,14 @@ impl Client {
             let coherence = coherence.clone();
             Arc::new(move |peer| coherence.is_fileserver(peer))
         };
-        let callbacks = Arc::new(CallbackService::new(uuid, senders, revoke));
+        let callbacks = Arc::new(CallbackService::new(uuid, senders, revoke).with_debug_info(
+            crate::callback::DebugInfo::new(
+                coherence.clone(),
+                &cells,
+                this_cell.as_deref(),
+                READ_CHUNK as u32,
+            ),
+        ));
         endpoint.register_service(crate::callback::SERVICE, callbacks.clone());
         let prober = cfg.probe_interval.map(|every| {
             tokio::spawn(probe_servers(
@@ -490,13 +499,18 @@ impl Client {
         self.coherence.stamp(fid, server)
     }
 
-    /// Probes `server` once, if it was never probed (whatever the outcome: a
-    /// server that does not answer fails the call that follows as well).
+    /// Probes `server` once, before our first call to it. Only once, answered
+    /// or not: a server that is down would otherwise cost every call two dead
+    /// times (if it answers later, its first reply may go without a promise).
     async fn introduce(&self, server: SocketAddr) {
-        let known = lock_servers(&self.servers)
-            .get(&server)
-            .is_some_and(|s| s.capabilities.is_some());
-        if known {
+        let introduced = std::mem::replace(
+            &mut lock_servers(&self.servers)
+                .entry(server)
+                .or_default()
+                .introduced,
+            true,
+        );
+        if introduced {
             return;
         }
         // Learn the address as a fileserver's before it calls us back.

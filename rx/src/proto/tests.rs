@@ -286,3 +286,53 @@ fn a_call_between_two_state_machines() {
     client.release(id, now);
     assert_eq!(client.sizes().1, 0);
 }
+
+/// Random datagrams, most with a plausible header, from a peer we call and
+/// from strangers: nothing panics and what is kept stays within the limits.
+#[test]
+fn random_datagrams_never_panic_and_stay_bounded() {
+    let mut ep = endpoint();
+    let t0 = Instant::now();
+    let server = addr(1, 7000);
+    let id = ep.start_call(server, 1, t0);
+    ep.with_call(id, t0, |m| {
+        m.write(b"request");
+        m.finish_sending();
+    });
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..20_000u32 {
+        let len = (next() % 120) as usize;
+        let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if d.len() >= 28 && i % 2 == 0 {
+            d[20] = 1 + (next() % 5) as u8; // a known packet type
+            d[26] = 0;
+            d[27] = 1;
+        }
+        let from = if i % 3 == 0 {
+            server
+        } else {
+            addr(9, (i % 5000) as u16)
+        };
+        let now = t0 + Duration::from_millis(u64::from(i));
+        ep.handle(now, from, Bytes::from(d));
+        drain(&mut ep, now);
+        for r in incoming(&mut ep) {
+            ep.reply(r.call, Ok(vec![1; 10]), now);
+        }
+        if i % 1000 == 0 {
+            ep.handle_timeout(now);
+        }
+    }
+    let (conns, calls) = ep.sizes();
+    assert!(
+        conns <= 1 + 2 * Limits::default().incoming_conns_per_host,
+        "{conns}"
+    );
+    assert!(calls <= 4 * conns + 1, "{calls}");
+}
