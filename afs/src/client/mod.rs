@@ -2,7 +2,7 @@
 //!
 //! One [`Client`] owns one Rx endpoint. Its callback service runs on that endpoint,
 //! and every status and promise a fileserver gives us is recorded in a
-//! [`Validity`] table that callback breaks and server resets keep honest.
+//! [`Coherence`] owner that callback breaks and server resets keep honest.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
