@@ -24,7 +24,7 @@ use crate::callback::CallbackEvent;
 use crate::types::{CallBack, CallBackType, FetchStatus, Fid, Uuid};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// A promise expiring sooner than this is treated as already gone (as kAFS does).
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(10);

@@ -192,17 +192,13 @@ impl Endpoint {
             self.incoming_cfg.clone(),
             now,
         );
-        let side = Side::Reading(Default::default());
-        let channel = h.channel();
-        self.calls.insert(
-            id,
-            CallSlot {
-                conn: key,
-                channel,
-                machine,
-                side,
-            },
-        );
+        let slot = CallSlot {
+            conn: key,
+            channel: h.channel(),
+            machine,
+            side: Side::Reading(Default::default()),
+        };
+        self.calls.insert(id, slot);
         id
     }
 

@@ -223,16 +223,13 @@ impl Endpoint {
             service_id,
         };
         let machine = CallMachine::new(Role::Client, peer, template, self.call_cfg.clone(), now);
-        let side = Side::Client { released: false };
-        self.calls.insert(
-            id,
-            CallSlot {
-                conn: key,
-                channel,
-                machine,
-                side,
-            },
-        );
+        let slot = CallSlot {
+            conn: key,
+            channel,
+            machine,
+            side: Side::Client { released: false },
+        };
+        self.calls.insert(id, slot);
         self.counters.calls_started += 1;
         id
     }

@@ -1,26 +1,7 @@
 use super::*;
-use crate::types::CallBackType;
+use crate::cache::validity::tests::{promise, server, status};
 use std::sync::atomic::AtomicU32;
 
-fn server(n: u8) -> SocketAddr {
-    SocketAddr::from(([10, 0, 0, n], 7000))
-}
-
-fn status(dv: u64) -> FetchStatus {
-    let mut s = FetchStatus::default();
-    s.set_data_version(dv);
-    s
-}
-
-fn promise(secs: u32) -> CallBack {
-    CallBack {
-        version: 1,
-        expiration_time: secs,
-        cb_type: CallBackType::Shared,
-    }
-}
-
-/// A fake server: counts FetchStatus calls, answers after a short delay.
 /// The client's way: stamp, ask, record.
 fn fake(coherence: Arc<Coherence>, calls: Arc<AtomicU32>, dv: Arc<AtomicU64>) -> StatusFetcher {
     Arc::new(move |fid| {

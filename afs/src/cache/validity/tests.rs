@@ -13,17 +13,17 @@ fn grant(
     t.record(fid, server, stamp, status, callback, now)
 }
 
-fn server(n: u8) -> SocketAddr {
+pub(crate) fn server(n: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, n], 7000))
 }
 
-fn status(dv: u64) -> FetchStatus {
+pub(crate) fn status(dv: u64) -> FetchStatus {
     let mut s = FetchStatus::default();
     s.set_data_version(dv);
     s
 }
 
-fn promise(secs: u32) -> CallBack {
+pub(crate) fn promise(secs: u32) -> CallBack {
     CallBack {
         version: 1,
         expiration_time: secs,
