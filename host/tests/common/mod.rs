@@ -215,3 +215,72 @@ pub fn guest(name: &str) -> PathBuf {
     );
     p
 }
+
+/// `afs-wasm run` of a guest in its own process (its own AFS client), its stdout
+/// collected line by line as it comes; killed if still running when dropped.
+pub struct GuestProcess {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl GuestProcess {
+    pub fn run(wasm: &str, grant: &str, args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = afs_wasm()
+            .arg("run")
+            .arg("--grant")
+            .arg(grant)
+            .arg(guest(wasm))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start afs-wasm run");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn wait_for_lines(&self, n: usize, within: Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let lines = self.lines();
+            if lines.len() >= n || std::time::Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until the last line printed is `want`; how long that took.
+    pub fn wait_for_last(&self, want: &str, within: Duration) -> Option<Duration> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < within {
+            if self.lines().last().is_some_and(|l| l == want) {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for GuestProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
