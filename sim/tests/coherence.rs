@@ -445,3 +445,53 @@ fn a_large_read_survives_loss_duplication_and_reordering() {
         assert!(net.lost > 100 && net.duplicated > 10, "{net:?}");
     });
 }
+
+/// A file changes between the validation of a read and the fetch of its
+/// missing pages: the pages fetched then are of the new version while pages
+/// cached before are of the old. The next validation finds the new version
+/// and must drop the old pages, not serve them next to the new ones.
+#[test]
+fn pages_of_two_versions_are_not_served_together() {
+    run(async {
+        let sim = Sim::new(10, Faults::lan());
+        let len = 32usize << 20;
+        let fid = sim.fs.create(2, &vec![1u8; len]);
+        let client = sim.client(10, None);
+        let cache = CacheManager::new(client.clone(), Default::default());
+        let n = node(&client, fid).await;
+        let (_, head) = cache.read_at(&n, 0, 4096).await.unwrap();
+        assert_eq!(head, vec![1u8; 4096]);
+        // The next FetchData64 request is lost once: it is retransmitted after
+        // the file changed, and fetches the new version's bytes.
+        let (fs, mut dropped) = (sim.fs.addr(), false);
+        sim.net.drop_when(move |d| {
+            let fetch = d.to == fs
+                && d.header()
+                    .is_some_and(|h| h.packet_type == rx::packet::PacketType::Data)
+                && d.bytes.get(28..32) == Some(&afs::proto::fs::FETCH_DATA64.to_be_bytes()[..]);
+            let drop = fetch && !dropped;
+            dropped |= drop;
+            drop
+        });
+        let tail = tokio::spawn({
+            let (cache, n) = (std::sync::Arc::new(cache), n.clone());
+            let c = cache.clone();
+            async move { (c.read_at(&n, (len - 4096) as u64, 4096).await, cache) }
+        });
+        sleep(Duration::from_millis(5)).await;
+        sim.fs.write(fid, &vec![2u8; len]).await;
+        let (tail, cache) = tail.await.unwrap();
+        let (_, tail) = tail.unwrap();
+        assert!(
+            tail.iter().all(|b| *b == 2),
+            "the tail was fetched after the change"
+        );
+        let (n2, head) = cache.read_at(&n, 0, 4096).await.unwrap();
+        assert_eq!(n2.status.data_version(), 2);
+        assert!(
+            head.iter().all(|b| *b == 2),
+            "no page of the old version is served (read version {}'s bytes)",
+            head[0]
+        );
+    });
+}

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::error::PageError;
 use super::file::{check_range, pages_of, FileCache, FileState};
 use super::stats;
-use super::table::{Runs, PRESENT};
+use super::table::{Runs, DIRTY, PRESENT};
 use super::{Fetched, Fetcher, PAGE_SIZE};
 
 /// How a fetch ended, as seen by the readers waiting for it.
@@ -381,7 +381,20 @@ impl FileCache {
             }
         });
         stats::add(&self.stats.pages_fetched, missing.pages());
-        st.data_version = Some(st.data_version.map_or(dv, |v| v.max(dv)));
+        // A fetch can come back with another version than the clean pages already
+        // here (the file changed after the read was validated): the file then holds
+        // two versions. Keep the older one, so that the next validation, finding the
+        // server's version differs, drops the pages of the version that is gone
+        // instead of serving them next to the new ones.
+        let mixed = st.data_version.is_some_and(|v| v != dv) && {
+            let clean = st.pages.all_runs(|f| f & (PRESENT | DIRTY) == PRESENT);
+            let mut pages = clean.0.iter().flat_map(|r| r.clone());
+            pages.any(|p| st.pages.version(p).is_some_and(|v| v != dv))
+        };
+        st.data_version = Some(match st.data_version {
+            Some(v) if mixed => v.min(dv),
+            _ => dv,
+        });
         Ok(true)
     }
 

@@ -38,7 +38,9 @@ pub(super) struct FileState {
     /// truncation is stored the server still has the old bytes there, so they must never
     /// be fetched.
     pub trunc_pending: Option<u64>,
-    /// Newest DataVersion seen for the file (fetch or own store).
+    /// The DataVersion the cached pages hold, as validation, our own stores and
+    /// fetches found it; when a fetch brought another version than the pages
+    /// already here, the older of the two (see `install`).
     pub data_version: Option<u64>,
     pub pages: PageTable,
     /// Fetches under way, by chunk.
