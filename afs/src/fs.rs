@@ -246,7 +246,8 @@ impl FileServer {
 
     async fn finish_fetch(&self, mut call: rx::Call, head: Bytes) -> Result<FetchStatusReply> {
         let mut trailer = head.to_vec();
-        trailer.extend(call.read_to_end().await?);
+        // The trailer is fixed-size: anything past it is a broken server.
+        trailer.extend(call.read_to_end(p::FETCH_DATA_TRAILER_LEN).await?);
         p::decode_fetch_data_trailer(&trailer).map_err(|source| Error::BadReply {
             server: self.addr,
             source,
@@ -290,7 +291,7 @@ impl FileServer {
             progress(n as u64);
         }
         call.finish_sending().await?;
-        let reply = call.read_to_end().await?;
+        let reply = call.read_to_end(rx::MAX_WHOLE_REPLY).await?;
         p::decode_store_reply(&reply).map_err(|source| Error::BadReply {
             server: self.addr,
             source,

@@ -367,7 +367,8 @@ impl Endpoint {
         }
     }
 
-    /// Makes a call with a whole request and returns the whole reply.
+    /// Makes a call with a whole request and returns the whole reply, which may
+    /// be at most [`MAX_WHOLE_REPLY`] bytes.
     pub async fn make_call(
         &self,
         peer: SocketAddr,
@@ -377,7 +378,7 @@ impl Endpoint {
         let mut call = self.call(peer, service_id);
         call.write(request).await?;
         call.finish_sending().await?;
-        let reply = call.read_to_end().await?;
+        let reply = call.read_to_end(MAX_WHOLE_REPLY).await?;
         Ok(reply)
     }
 }
@@ -400,6 +401,11 @@ impl std::fmt::Debug for Call {
             .finish()
     }
 }
+
+/// The largest reply [`Endpoint::make_call`] holds: far above any AFS reply that
+/// is not a data stream (a VLDB entry or 50 bulk statuses are a few KiB), far
+/// below what would hurt. Data streams are read piece by piece instead.
+pub const MAX_WHOLE_REPLY: usize = 1 << 20;
 
 /// Bytes handed to the call state machine per lock acquisition.
 const WRITE_CHUNK: usize = 16 * crate::call::MAX_PACKET_DATA;
@@ -502,10 +508,19 @@ impl Call {
         Ok(())
     }
 
-    /// Reads the rest of the reply.
-    pub async fn read_to_end(&mut self) -> Result<Vec<u8>, RxError> {
+    /// Reads the rest of the reply, which may be at most `limit` bytes: a reply is
+    /// the server's to size, so whoever holds it whole says how much is sane. A
+    /// longer one aborts the call.
+    pub async fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, RxError> {
         let mut out = BytesMut::new();
         while let Some(chunk) = self.read().await? {
+            if out.len() + chunk.len() > limit {
+                let _ = self.with(|m| m.abort(crate::error::codes::RX_PROTOCOL_ERROR));
+                return Err(RxError::ReplyTooLong {
+                    peer: self.peer,
+                    limit,
+                });
+            }
             out.extend_from_slice(&chunk);
         }
         Ok(out.to_vec())

@@ -65,6 +65,10 @@ pub enum RxError {
     Shutdown,
     #[error("socket error: {0}")]
     Io(String),
+    /// The reply went on past what the caller would hold in memory (a broken or
+    /// hostile server); the call was aborted.
+    #[error("reply from {peer} longer than {limit} bytes")]
+    ReplyTooLong { peer: SocketAddr, limit: usize },
 }
 
 impl RxError {

@@ -19,6 +19,8 @@ pub mod security;
 mod socket;
 pub mod transport;
 
-pub use endpoint::{Call, Endpoint, EndpointConfig, IncomingCall, Response, Service, Stats};
+pub use endpoint::{
+    Call, Endpoint, EndpointConfig, IncomingCall, Response, Service, Stats, MAX_WHOLE_REPLY,
+};
 pub use error::RxError;
 pub use transport::Transport;

@@ -148,3 +148,20 @@ fn server_config() -> EndpointConfig {
     cfg.limits.max_request = 64 << 20;
     cfg
 }
+
+/// A reply is the server's to size: one longer than the caller holds whole is
+/// refused with a clear error, and the call is aborted.
+#[tokio::test]
+async fn a_reply_longer_than_the_limit_is_refused() {
+    let (_server, client, addr) = pair().await;
+    let req = pattern(rx::MAX_WHOLE_REPLY + 1);
+    let err = client.make_call(addr, 7, &req).await.unwrap_err();
+    assert!(matches!(err, RxError::ReplyTooLong { .. }), "{err:?}");
+    assert!(err.to_string().contains("longer than"), "{err}");
+    let mut call = client.call(addr, 7);
+    call.write(b"0123456789").await.unwrap();
+    call.finish_sending().await.unwrap();
+    assert!(call.read_to_end(9).await.is_err());
+    // The endpoint goes on serving.
+    assert_eq!(client.make_call(addr, 7, b"abc").await.unwrap(), b"cba");
+}

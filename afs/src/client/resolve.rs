@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// The largest directory or symlink we read whole. OpenAFS directories hold at
+/// most 1023 pages of 2 KiB (about 2 MiB) and symlinks at most 1 KiB.
+const MAX_SMALL_FILE: u64 = 4 << 20;
+
 impl Client {
     /// The root directory of a volume. A read-only wish falls back to the read-write
     /// volume when there is no read-only clone; a backup wish does not.
@@ -36,7 +40,19 @@ impl Client {
                 return Ok(data);
             }
         }
-        let mut out = Vec::with_capacity(node.status.length() as usize);
+        // The length is the server's word: a directory or symlink past any real
+        // one is refused before a byte is allocated for it.
+        let len = node.status.length();
+        if len > MAX_SMALL_FILE {
+            return Err(Error::local(
+                ErrorKind::Protocol,
+                format!(
+                    "{} is {len} bytes long, more than a directory or symlink can be",
+                    node.fid
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(len as usize);
         let fs = self.file_server(node);
         let stamp = self.stamp(node.fid, node.server).await;
         let reply = fs
