@@ -554,15 +554,23 @@ cmd_fs_restart() {
     wait_fs 300
 }
 
-cmd_loss() {
-    local p="${1:-}" h
-    [[ $p =~ ^[0-9]+$ && $p -le 100 ]] || die "usage: cell.sh loss PERCENT (0-100)"
+# Replaces the namespace's nft table TABLE by one with the body read from stdin, or only
+# removes it when PERCENT is 0; $RUN/STATE remembers the percentage (for status).
+replace_loss_table() { # TABLE STATE PERCENT
+    local table=$1 state=$2 p=$3 h body
+    body="$(cat)"
     h="$(holder)" || die "the cell is not up"
-    nsenter -t "$h" -n nft delete table inet "$NFT_TABLE" 2>/dev/null || true
-    rm -f "$RUN/loss"
+    nsenter -t "$h" -n nft delete table inet "$table" 2>/dev/null || true
+    rm -f "$RUN/$state"
     [[ $p -eq 0 ]] && return 0
-    nsenter -t "$h" -n nft -f - <<EOF
-table inet $NFT_TABLE {
+    printf 'table inet %s {\n%s\n}\n' "$table" "$body" | nsenter -t "$h" -n nft -f -
+    echo "$p" > "$RUN/$state"
+}
+
+cmd_loss() {
+    local p="${1:-}"
+    [[ $p =~ ^[0-9]+$ && $p -le 100 ]] || die "usage: cell.sh loss PERCENT (0-100)"
+    replace_loss_table "$NFT_TABLE" loss "$p" <<EOF
     chain in {
         type filter hook input priority 0;
         udp dport 7000 numgen random mod 100 < $p drop
@@ -571,9 +579,7 @@ table inet $NFT_TABLE {
         type filter hook output priority 0;
         udp sport 7000 numgen random mod 100 < $p drop
     }
-}
 EOF
-    echo "$p" > "$RUN/loss"
 }
 
 # Loss of the fileserver's answers only: its reply and ACK packets (flags byte without
@@ -587,22 +593,15 @@ EOF
 NFT_TABLE_REPLIES=afswasm_loss_replies
 
 cmd_loss_replies() {
-    local p="${1:-}" h
+    local p="${1:-}"
     [[ $p =~ ^[0-9]+$ && $p -le 100 ]] || die "usage: cell.sh loss-replies PERCENT (0-100)"
-    h="$(holder)" || die "the cell is not up"
-    nsenter -t "$h" -n nft delete table inet "$NFT_TABLE_REPLIES" 2>/dev/null || true
-    rm -f "$RUN/loss-replies"
-    [[ $p -eq 0 ]] && return 0
-    nsenter -t "$h" -n nft -f - <<EOF
-table inet $NFT_TABLE_REPLIES {
+    replace_loss_table "$NFT_TABLE_REPLIES" loss-replies "$p" <<EOF
     chain out {
         type filter hook output priority 0;
         oifname "$VETH_NS" udp sport 7000 @th,232,8 & 0x01 == 0x01 counter
         oifname "$VETH_NS" udp sport 7000 @th,232,8 & 0x01 == 0x00 numgen random mod 100 < $p counter drop
     }
-}
 EOF
-    echo "$p" > "$RUN/loss-replies"
 }
 
 cmd_link() {

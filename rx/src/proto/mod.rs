@@ -294,10 +294,9 @@ impl Endpoint {
         if !slot.machine.is_finished() {
             slot.machine.abort(codes::RX_USER_ABORT);
         }
+        // The call is finished now: transmit sends its ABORT, if any, and settles
+        // it, which frees a released call and its timer.
         self.transmit(id, now);
-        self.settle(id, now);
-        self.calls.remove(&id);
-        self.timers.set(id, None);
     }
 
     /// Datagrams to send, in order; call after every operation. Calls that
