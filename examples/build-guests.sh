@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 target=wasm32-wasip2
-guests=(mmap-reader mmap-writer plugin-guest mmap-probe mmap-bench)
+guests=(mmap-reader mmap-writer plugin-guest mmap-probe mmap-bench mmap-abuse)
 
 if ! rustup target list --installed | grep -qx "$target"; then
     rustup target add "$target"

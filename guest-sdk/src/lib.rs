@@ -146,6 +146,11 @@ pub enum ErrorCode {
     Busy,
     /// Anything else; the message says what.
     Other,
+    /// The file changed on the fileserver since this guest's unstored writes were made;
+    /// they were not stored ([`File::sync_overwrite`] stores them anyway).
+    Conflict,
+    /// The request goes past a limit the host set for this guest.
+    LimitExceeded,
 }
 
 impl From<wit::ErrorCode> for ErrorCode {
@@ -161,6 +166,8 @@ impl From<wit::ErrorCode> for ErrorCode {
             wit::ErrorCode::NoSpace => ErrorCode::NoSpace,
             wit::ErrorCode::Busy => ErrorCode::Busy,
             wit::ErrorCode::Other => ErrorCode::Other,
+            wit::ErrorCode::Conflict => ErrorCode::Conflict,
+            wit::ErrorCode::LimitExceeded => ErrorCode::LimitExceeded,
         }
     }
 }
@@ -234,6 +241,8 @@ impl From<Error> for std::io::Error {
             ErrorCode::NoSpace => K::StorageFull,
             ErrorCode::Busy => K::ResourceBusy,
             ErrorCode::Other => K::Other,
+            ErrorCode::Conflict => K::Other,
+            ErrorCode::LimitExceeded => K::QuotaExceeded,
         };
         std::io::Error::new(kind, e)
     }
@@ -361,8 +370,15 @@ impl File {
     }
 
     /// Stores every written byte (by copy or through mappings of this file) on the fileserver.
+    /// Fails with [`ErrorCode::Conflict`], storing nothing, if another client changed the
+    /// file since the unstored bytes were written. Dropping the file stores them too.
     pub fn sync(&self) -> Result<()> {
         Ok(self.inner.sync()?)
+    }
+
+    /// [`File::sync`] that stores the written pages even over another client's change.
+    pub fn sync_overwrite(&self) -> Result<()> {
+        Ok(self.inner.sync_overwrite()?)
     }
 
     /// Waits until the file's data version differs from `since_dv` (another client or guest

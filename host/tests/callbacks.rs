@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use afs::cache::pages::FlushMode;
 use afs::callback::CallbackEvent;
 use common::*;
 
@@ -319,7 +320,7 @@ async fn dirty_pages_survive_a_third_party_change_and_win_at_flush() {
         &cached_read(&cache, &path).await,
         &expect,
     );
-    let report = cache.flush(&node).await.unwrap();
+    let report = cache.flush(&node, FlushMode::Normal).await.unwrap();
     assert_eq!(report.store_calls, 1);
     assert_same(
         "the server after our flush (last writer wins)",

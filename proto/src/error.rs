@@ -133,8 +133,16 @@ pub enum ErrorKind {
     ServerUnreachable,
     /// The two sides disagree about the protocol.
     Protocol,
+    /// A path resolution took a step its caller's confinement refused: a symlink or
+    /// mount point leading outside what the caller may reach (the place it leads to
+    /// was not contacted).
+    Confined,
     /// Anything else.
     Other,
+    /// The file changed on the server under our unstored writes, which were not stored.
+    Conflict,
+    /// Bytes written through a mapping past the end of the file, not stored.
+    WrittenPastEnd,
 }
 
 impl ErrorKind {
@@ -155,7 +163,10 @@ impl ErrorKind {
             Self::VolumeMoved => 6, // ENXIO
             Self::ServerUnreachable => 110,
             Self::Protocol => 71, // EPROTO
+            Self::Confined => 18, // EXDEV, as openat2's RESOLVE_BENEATH answers
             Self::Other => 5,
+            Self::Conflict => 16,       // EBUSY
+            Self::WrittenPastEnd => 27, // EFBIG
         }
     }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::coherence::{StatusFetcher, Validator};
 use super::pages::{
-    BoxError, BoxFuture, Fetched, Fetcher, FileCache, FlushReport, PageError, PageStore,
+    BoxError, BoxFuture, Fetched, Fetcher, FileCache, FlushMode, FlushReport, PageError, PageStore,
     PageStoreConfig, Storer,
 };
 use crate::client::{Client, Node};
@@ -133,6 +133,7 @@ impl CacheManager {
             // Judge against the version the cached pages hold, not the status
             // table: path resolution may already have refreshed the table.
             if file.data_version() != Some(dv) {
+                file.note_remote_version(dv);
                 file.invalidate_stale(dv).map_err(page_error)?;
                 file.truncate_to(v.status.length()).map_err(page_error)?;
             }
@@ -269,16 +270,27 @@ impl CacheManager {
     }
 
     /// Stores the dirty pages of `node` (coalesced, large StoreData64 calls).
-    pub async fn flush(&self, node: &Node) -> Result<FlushReport> {
-        if self.pages.get(node.fid).is_none() {
+    ///
+    /// The file is validated first (no network while its promise holds), so that
+    /// another client's change since our writes is found: the flush then fails with
+    /// [`ErrorKind::Conflict`] unless `mode` says to overwrite. OpenAFS has no
+    /// conditional store, so a change in the instant between that check and the store
+    /// is not seen (as with every AFS client).
+    pub async fn flush(&self, node: &Node, mode: FlushMode) -> Result<FlushReport> {
+        let Some(file) = self.pages.get(node.fid) else {
+            return Ok(FlushReport::default());
+        };
+        if !file.has_unflushed() && !file.has_past_end_writes() {
             return Ok(FlushReport::default());
         }
+        let node = self.revalidate(node).await?;
+        let fid = node.fid;
         let storer = FsStorer {
             client: self.client.clone(),
-            node: node.clone(),
+            node,
         };
         self.pages
-            .flush(node.fid, &storer)
+            .flush(fid, &storer, mode)
             .await
             .map_err(page_error)
     }
@@ -292,8 +304,13 @@ fn page_error(e: PageError) -> Error {
         }
         _ => None,
     };
+    let kind = match &e {
+        PageError::Conflict { .. } => ErrorKind::Conflict,
+        PageError::WrittenPastEnd { .. } => ErrorKind::WrittenPastEnd,
+        _ => ErrorKind::Other,
+    };
     match source {
         Some(inner) => Error::local(inner.kind(), inner.to_string()),
-        None => Error::local(ErrorKind::Other, e.to_string()),
+        None => Error::local(kind, e.to_string()),
     }
 }

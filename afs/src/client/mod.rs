@@ -31,6 +31,8 @@ use crate::vl::{VlClient, VolumeLocation};
 mod files;
 mod resolve;
 
+pub use resolve::{Confinement, Step};
+
 /// How many symlinks one resolution may follow.
 const MAX_SYMLINKS: usize = 16;
 /// Bytes per FetchData64 call when reading a file.

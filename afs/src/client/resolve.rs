@@ -3,6 +3,117 @@
 
 use super::*;
 
+/// A step of a path resolution, as a [`Confinement`] is asked about it.
+///
+/// Paths are logical: the components named so far, `..` taking one away, a symlink's
+/// text put in place of the link (relative text relative to the link's directory;
+/// absolute text, perhaps in another cell, replacing the whole path). A mount point
+/// keeps its own name: what lies beneath it is named through it.
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    /// Following the symlink at `at`, whose `text` leads to `to`.
+    Symlink {
+        at: &'a AfsPath,
+        text: &'a str,
+        to: &'a AfsPath,
+    },
+    /// Crossing the mount point at `at` into the root of `target`'s volume in `cell`
+    /// (the mount point's own cell, or else the cell of the directory holding it).
+    MountPoint {
+        at: &'a AfsPath,
+        target: &'a MountPoint,
+        cell: &'a str,
+    },
+    /// The resolution ends at `node`, whose logical path is `path`.
+    Reached { path: &'a AfsPath, node: &'a Node },
+}
+
+impl Step<'_> {
+    /// The logical path of the symlink, the mount point or the node reached.
+    pub fn at(&self) -> &AfsPath {
+        match self {
+            Step::Symlink { at, .. } | Step::MountPoint { at, .. } => at,
+            Step::Reached { path, .. } => path,
+        }
+    }
+}
+
+/// `symlink /afs/c/a/l leads to /afs/c/b`, `mount point /afs/c/a/m leads to volume v
+/// of cell c`, or the path reached.
+impl std::fmt::Display for Step<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Symlink { at, to, .. } => write!(f, "symlink {at} leads to {to}"),
+            Step::MountPoint { at, target, cell } => write!(
+                f,
+                "mount point {at} leads to volume {} of cell {cell}",
+                target.volume
+            ),
+            Step::Reached { path, .. } => write!(f, "{path}"),
+        }
+    }
+}
+
+/// What a confined resolution ([`Client::resolve_confined`]) may do: asked before each
+/// step beneath the cell root, in the spirit of openat2's `RESOLVE_BENEATH` and
+/// `RESOLVE_NO_XDEV`. Closures `FnMut(&Step) -> Result<()>` are confinements.
+pub trait Confinement: Send {
+    /// Whether `step` may be taken. An error ends the resolution with it (of kind
+    /// [`ErrorKind::Confined`] for a step that leads outside what the caller may
+    /// reach).
+    fn check(&mut self, step: &Step<'_>) -> Result<()>;
+}
+
+impl<F: FnMut(&Step<'_>) -> Result<()> + Send> Confinement for F {
+    fn check(&mut self, step: &Step<'_>) -> Result<()> {
+        self(step)
+    }
+}
+
+/// Every step allowed.
+struct Unconfined;
+
+impl Confinement for Unconfined {
+    fn check(&mut self, _: &Step<'_>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The logical path the symlink `text` leads to from the directory `dir`: absolute
+/// text replaces the path (`/afs/CELL/...` only), relative text goes on from `dir`
+/// (`.` vanishes, `..` takes one component away and stays at the cell root there).
+fn expand(dir: &AfsPath, text: &str) -> Result<AfsPath> {
+    if text.starts_with('/') {
+        return AfsPath::parse(text);
+    }
+    let mut to = dir.clone();
+    for part in text.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                to.components.pop();
+            }
+            name => to.components.push(name.to_string()),
+        }
+    }
+    Ok(to)
+}
+
+/// How to go from `here` to `to`: how many leading components of `here` to keep (None:
+/// another cell, start at its root) and which components to walk then.
+fn jump(here: &AfsPath, to: &AfsPath) -> (Option<usize>, Vec<String>) {
+    if here.cell != to.cell {
+        return (None, to.components.clone());
+    }
+    let keep = here
+        .components
+        .iter()
+        .zip(&to.components)
+        .take_while(|(a, b)| a == b)
+        .count();
+    (Some(keep), to.components[keep..].to_vec())
+}
+
 /// The largest directory or symlink we read whole. OpenAFS directories hold at
 /// most 1023 pages of 2 KiB (about 2 MiB) and symlinks at most 1 KiB.
 const MAX_SMALL_FILE: u64 = 4 << 20;
@@ -114,7 +225,24 @@ impl Client {
 
     /// Resolves a path to its node, following mount points and symlinks.
     pub async fn resolve(&self, path: &str) -> Result<Node> {
-        self.resolve_parsed(AfsPath::parse(path)?, true)
+        self.resolve_confined(path, &mut Unconfined).await
+    }
+
+    /// Resolves a path to its node as [`resolve`](Self::resolve) does, asking
+    /// `confinement` before each symlink it follows and each mount point it crosses,
+    /// and about the node it reaches, with the logical paths involved (see [`Step`]).
+    /// A step it refuses ends the resolution with its error, before the place the step
+    /// leads to is contacted (a symlink into another cell never reaches that cell's
+    /// servers).
+    ///
+    /// Symlink text is taken lexically, like the path itself: `..` is the parent of the
+    /// logical path, so `a/..` in a symlink does not look `a` up.
+    pub async fn resolve_confined(
+        &self,
+        path: &str,
+        confinement: &mut dyn Confinement,
+    ) -> Result<Node> {
+        self.resolve_parsed(AfsPath::parse(path)?, true, confinement)
             .await
             .map_err(|e| e.at(path))
     }
@@ -127,24 +255,31 @@ impl Client {
         })?;
         let name = name.to_string();
         let dir = self
-            .resolve_parsed(parent, true)
+            .resolve_parsed(parent, true, &mut Unconfined)
             .await
             .map_err(|e| e.at(path))?;
         Ok((dir, name))
     }
 
-    async fn resolve_parsed(&self, path: AfsPath, follow_last: bool) -> Result<Node> {
+    /// Walks `path` from its cell's root. `here` is the logical path of the node on top
+    /// of `stack` (one node per component of `here`, above the cell root): `..` pops
+    /// both, a symlink puts its expansion in place of `here` and keeps the nodes of the
+    /// part the two share, a mount point keeps its name.
+    async fn resolve_parsed(
+        &self,
+        path: AfsPath,
+        follow_last: bool,
+        confinement: &mut dyn Confinement,
+    ) -> Result<Node> {
+        let mut here = AfsPath {
+            cell: path.cell,
+            components: Vec::new(),
+        };
         let mut pending: Vec<String> = path.components.into_iter().rev().collect();
-        let mut stack = vec![self.cell_root(&path.cell).await?];
+        let mut stack = vec![self.cell_root(&here.cell).await?];
         let mut symlinks = 0;
         while let Some(name) = pending.pop() {
             let dir = stack.last().expect("stack holds the root").clone();
-            if name == ".." {
-                if stack.len() > 1 {
-                    stack.pop();
-                }
-                continue;
-            }
             let entries = self.read_dir(&dir).await?;
             let fid = entries
                 .lookup(&name)
@@ -153,8 +288,16 @@ impl Client {
             let mut node = self.status(&dir.cell, fid).await?;
             let last = pending.is_empty();
             if node.status.file_type == FileType::Symlink && (!last || follow_last) {
-                let target = self.fetch_all(&node).await?;
-                if let Some(mp) = MountPoint::parse(&target) {
+                let mut at = here.clone();
+                at.components.push(name.clone());
+                let contents = self.fetch_all(&node).await?;
+                if let Some(mp) = MountPoint::parse(&contents) {
+                    let cell = mp.cell.as_deref().unwrap_or(&dir.cell);
+                    confinement.check(&Step::MountPoint {
+                        at: &at,
+                        target: &mp,
+                        cell,
+                    })?;
                     node = self.cross_mount_point(&dir, &mp).await?;
                 } else {
                     symlinks += 1;
@@ -164,20 +307,29 @@ impl Client {
                             "too many levels of symbolic links",
                         ));
                     }
-                    let text = String::from_utf8_lossy(&target).into_owned();
-                    if text.starts_with('/') {
-                        // Absolute: start again from that cell's root.
-                        let target = AfsPath::parse(&text)?;
-                        stack = vec![self.cell_root(&target.cell).await?];
-                        pending.extend(target.components.into_iter().rev());
-                    } else {
-                        pending.extend(
-                            text.split('/')
-                                .filter(|c| !c.is_empty() && *c != ".")
-                                .map(String::from)
-                                .rev(),
-                        );
+                    let text = String::from_utf8_lossy(&contents).into_owned();
+                    let to = expand(&here, &text)?;
+                    confinement.check(&Step::Symlink {
+                        at: &at,
+                        text: &text,
+                        to: &to,
+                    })?;
+                    let (keep, rest) = jump(&here, &to);
+                    match keep {
+                        Some(n) => {
+                            stack.truncate(n + 1);
+                            here.components.truncate(n);
+                        }
+                        None => {
+                            // Another cell: start again from its root.
+                            stack = vec![self.cell_root(&to.cell).await?];
+                            here = AfsPath {
+                                cell: to.cell.clone(),
+                                components: Vec::new(),
+                            };
+                        }
                     }
+                    pending.extend(rest.into_iter().rev());
                     continue;
                 }
             }
@@ -185,8 +337,14 @@ impl Client {
                 return Err(Error::local(ErrorKind::NotDirectory, "not a directory"));
             }
             stack.push(node);
+            here.components.push(name);
         }
-        Ok(stack.pop().expect("stack holds the root"))
+        let node = stack.pop().expect("stack holds the root");
+        confinement.check(&Step::Reached {
+            path: &here,
+            node: &node,
+        })?;
+        Ok(node)
     }
 
     /// The root of a cell: its root.cell volume, the read-only clone if it has one.
@@ -210,5 +368,78 @@ impl Client {
             (mp.volume.as_str(), VolumeType::ReadOnly)
         };
         self.volume_root(cell, name, want).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> AfsPath {
+        AfsPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn symlink_text_expands_lexically_from_the_links_directory() {
+        let dir = p("/afs/c/test/g");
+        for (text, want) in [
+            ("x", "/afs/c/test/g/x"),
+            ("./x/", "/afs/c/test/g/x"),
+            ("../secret", "/afs/c/test/secret"),
+            ("../g/./a/../b", "/afs/c/test/g/b"),
+            ("../../../../..", "/afs/c"),
+            ("../../../../../etc", "/afs/c/etc"),
+            ("/afs/c/test/secret", "/afs/c/test/secret"),
+            ("/afs/.c/test/g/../secret", "/afs/c/test/secret"),
+            ("/afs/other.cell/x", "/afs/other.cell/x"),
+        ] {
+            assert_eq!(expand(&dir, text).unwrap(), p(want), "{text}");
+        }
+        for bad in ["/etc/passwd", "/afs/c/..", "/afs/"] {
+            assert!(expand(&dir, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn jumps_keep_the_shared_part_of_the_logical_path() {
+        let here = p("/afs/c/test/g/a");
+        assert_eq!(
+            jump(&here, &p("/afs/c/test/secret/f")),
+            (Some(1), vec!["secret".to_string(), "f".to_string()])
+        );
+        assert_eq!(
+            jump(&here, &p("/afs/c/test/g/a/b")),
+            (Some(3), vec!["b".into()])
+        );
+        assert_eq!(jump(&here, &p("/afs/c")), (Some(0), vec![]));
+        assert_eq!(
+            jump(&here, &p("/afs/other/test")),
+            (None, vec!["test".to_string()])
+        );
+    }
+
+    #[test]
+    fn steps_say_what_crosses_where() {
+        let (at, to) = (p("/afs/c/test/g/l"), p("/afs/c/test/secret"));
+        let step = Step::Symlink {
+            at: &at,
+            text: "../secret",
+            to: &to,
+        };
+        assert_eq!(
+            step.to_string(),
+            "symlink /afs/c/test/g/l leads to /afs/c/test/secret"
+        );
+        assert_eq!(step.at(), &at);
+        let mp = MountPoint::parse(b"#o.cell:root.cell.").unwrap();
+        let step = Step::MountPoint {
+            at: &at,
+            target: &mp,
+            cell: "o.cell",
+        };
+        assert_eq!(
+            step.to_string(),
+            "mount point /afs/c/test/g/l leads to volume root.cell of cell o.cell"
+        );
     }
 }

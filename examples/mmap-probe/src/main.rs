@@ -17,6 +17,13 @@
 //! but prints `mapped` and waits 5 s before the first access), `host-writes-read-only` (has
 //! the host's `read` return its bytes into a read-only mapping, through a diverting
 //! allocator: must trap).
+//!
+//! Cases that open PATH and report what they got (for the grant tests): `read` (opens
+//! read-only, prints `read <bytes>`: the first 4 KiB, as text), `open-read-write`
+//! (prints `accepted` or the refusal), `write:TEXT` (opens read-write, writes TEXT at
+//! offset 0 by copy, syncs, prints `wrote <n>`), `map-write:TEXT` (opens read-write,
+//! maps the first page read-write, puts TEXT at its start, syncs the mapping, prints
+//! `wrote <n>`).
 
 use std::alloc::{alloc_zeroed, GlobalAlloc, Layout, System};
 use std::io::Write;
@@ -180,6 +187,34 @@ fn run(case: &str, path: &str) -> Result<(), Error> {
             // Never free memory the allocator did not hand out.
             std::mem::forget(got);
             println!("accepted {len} bytes");
+        }
+        "read" => {
+            let f = open(path, Access::Read)?;
+            let bytes = f.read(0, PAGE as u64)?;
+            println!("read {}", String::from_utf8_lossy(&bytes));
+        }
+        "open-read-write" => report(open(path, Access::ReadWrite)),
+        c if c.starts_with("write:") => {
+            let text = &c["write:".len()..];
+            let f = open(path, Access::ReadWrite)?;
+            let n = f.write(0, text.as_bytes())?;
+            f.sync()?;
+            println!("wrote {n}");
+        }
+        c if c.starts_with("map-write:") => {
+            let text = &c["map-write:".len()..];
+            let f = open(path, Access::ReadWrite)?;
+            let buf = buffer(PAGE);
+            let ptr = buf.as_mut_ptr();
+            let m = mmap::map(&f, 0, PAGE as u64, buf, Access::ReadWrite)?;
+            // SAFETY: `ptr` points at our own live buffer of PAGE bytes, which the host
+            // mapped read-write; TEXT is shorter than a page (checked by the slice).
+            unsafe {
+                std::slice::from_raw_parts_mut(ptr, PAGE)[..text.len()]
+                    .copy_from_slice(text.as_bytes())
+            };
+            m.sync()?;
+            println!("wrote {}", text.len());
         }
         other => {
             eprintln!("mmap-probe: unknown case {other:?}");

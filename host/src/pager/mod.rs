@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use afs::cache::manager::CacheManager;
-use afs::cache::pages::{FlushReport, MAX_FILE_SIZE};
+use afs::cache::pages::{FlushMode, FlushReport, MAX_FILE_SIZE};
 use afs::client::Node;
 use afs::error::ErrorKind;
 use afs::types::{Fid, FileType};
@@ -75,6 +75,9 @@ pub struct PagerConfig {
     /// How often mapped files are checked for promises that ran out (they are zapped so
     /// the next access revalidates).
     pub expiry_sweep: Duration,
+    /// How long a store that failed because no fileserver answered is retried in the
+    /// background (at unmap, close and exit); the pages stay dirty meanwhile.
+    pub store_retry: Duration,
 }
 
 impl Default for PagerConfig {
@@ -83,6 +86,7 @@ impl Default for PagerConfig {
             on_unreachable: OnUnreachable::Wait(Duration::from_secs(30)),
             fault_around: 8 << 20,
             expiry_sweep: Duration::from_secs(1),
+            store_retry: Duration::from_secs(30),
         }
     }
 }
@@ -287,14 +291,47 @@ impl Pager {
         })
     }
 
-    /// Stores every dirty page of the file, written by copy or through any mapping.
-    pub fn sync_file(&self, node: &Node) -> Result<FlushReport, PagerError> {
+    /// Stores every dirty page of the file, written by copy or through any mapping
+    /// (see [`CacheManager::flush`] for conflicts and `mode`).
+    pub fn sync_file(&self, node: &Node, mode: FlushMode) -> Result<FlushReport, PagerError> {
         self.rearm_write_protect(node.fid)?;
         let cache = self.cache.clone();
         let node = self.current_node(node);
         Ok(block_on(&self.runtime, async move {
-            cache.flush(&node).await
+            cache.flush(&node, mode).await
         })??)
+    }
+
+    /// Retries storing the file's dirty pages in the background while no fileserver
+    /// answers, for [`PagerConfig::store_retry`]; the pages stay dirty meanwhile. Any
+    /// other outcome ends the retries. Wait for the outcome with [`PendingStore::wait`].
+    pub fn store_in_background(&self, path: &str, node: &Node) -> PendingStore {
+        let cache = self.cache.clone();
+        let node = self.current_node(node);
+        let deadline = tokio::time::Instant::now() + self.config.store_retry;
+        let fid = node.fid;
+        tracing::info!(%path, "no fileserver answers; retrying the store in the background");
+        let task = self.runtime.spawn(async move {
+            let mut wait = Duration::from_millis(250);
+            loop {
+                match cache.flush(&node, FlushMode::Normal).await {
+                    Err(e)
+                        if e.kind() == ErrorKind::ServerUnreachable
+                            && tokio::time::Instant::now() + wait < deadline =>
+                    {
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(2));
+                    }
+                    other => return other.map_err(PagerError::from),
+                }
+            }
+        });
+        PendingStore {
+            path: path.to_string(),
+            fid,
+            runtime: self.runtime.clone(),
+            task,
+        }
     }
 
     /// If a guest fault at host address `addr` was the pager's doing (a write to a
@@ -384,6 +421,11 @@ impl Pager {
             entry.1 -= 1;
             if entry.1 == 0 {
                 maps.files.remove(&region.file.fid);
+                // The zero pages faulted in past the end of the file go with the last
+                // mapping (they are the guest's pinned bytes, not the file's).
+                if let Err(e) = region.file.cache.release_mapped() {
+                    tracing::warn!(path = %region.file.path, "releasing mapped space: {e}");
+                }
             }
         }
     }
@@ -426,7 +468,8 @@ impl Pager {
 
     fn unmap(&self, region: &Arc<Region>) -> Result<(), PagerError> {
         let flushed = if region.access == Access::ReadWrite && region.file.cache.has_unflushed() {
-            self.sync_file(&region.file.node()).map(drop)
+            self.sync_file(&region.file.node(), FlushMode::Normal)
+                .map(drop)
         } else {
             Ok(())
         };
@@ -512,6 +555,36 @@ pub fn check_map_request(
     Ok(())
 }
 
+/// A store being retried in the background (see [`Pager::store_in_background`]).
+pub struct PendingStore {
+    path: String,
+    fid: Fid,
+    runtime: Handle,
+    task: tokio::task::JoinHandle<Result<FlushReport, PagerError>>,
+}
+
+impl PendingStore {
+    /// The path of the file being stored.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn fid(&self) -> Fid {
+        self.fid
+    }
+
+    /// Waits until the file is stored or the retries end.
+    pub fn wait(self) -> Result<FlushReport, PagerError> {
+        match block_on(&self.runtime, self.task)? {
+            Ok(outcome) => outcome,
+            Err(e) => Err(PagerError::Os(
+                "the background store",
+                std::io::Error::other(e.to_string()),
+            )),
+        }
+    }
+}
+
 /// A live mapping. Dropping it stores its dirty pages and unmaps it (errors are logged;
 /// call [`Mapping::unmap`] to see them).
 pub struct Mapping {
@@ -542,6 +615,11 @@ impl Mapping {
         &self.region().file.path
     }
 
+    /// The file's node as the pager last validated it.
+    pub fn node(&self) -> Node {
+        self.region().file.node()
+    }
+
     /// The data version the mapped bytes belong to.
     pub fn data_version(&self) -> u64 {
         let file = &self.region().file;
@@ -556,7 +634,9 @@ impl Mapping {
         if region.access == Access::Read {
             return Ok(());
         }
-        self.pager.sync_file(&region.file.node()).map(drop)
+        self.pager
+            .sync_file(&region.file.node(), FlushMode::Normal)
+            .map(drop)
     }
 
     /// Validates now and refreshes changed bytes; returns the data version.

@@ -12,6 +12,7 @@ use wasmtime_wasi::I32Exit;
 
 use super::errors::explain_trap;
 use super::guest::{GuestConfig, GuestState};
+use super::limits::{self, Ticking};
 use super::{Host, Wasm};
 
 /// Numbers guests in logs.
@@ -39,7 +40,7 @@ impl Host {
         let _entered = span.enter();
         let component = self.load(wasm)?;
         let linker = self.engines.sync_linker()?;
-        let mut store = self.store(&config)?;
+        let (mut store, _ticking) = self.store(&config)?;
         let command = SyncCommand::instantiate(&mut store, &component, linker)
             .map_err(anyhow::Error::from)
             .context("cannot instantiate the guest")?;
@@ -62,7 +63,7 @@ impl Host {
         async move {
             let component = self.load(wasm)?;
             let linker = self.engines.async_linker()?;
-            let mut store = self.store(&config)?;
+            let (mut store, _ticking) = self.store(&config)?;
             let command = AsyncCommand::instantiate_async(&mut store, &component, linker)
                 .await
                 .map_err(anyhow::Error::from)
@@ -74,18 +75,41 @@ impl Host {
         .await
     }
 
-    /// A store for one guest run, with the call hook the pager needs.
-    fn store(&self, config: &GuestConfig) -> anyhow::Result<Store<GuestState>> {
+    /// A store for one guest run, with the call hook the pager needs and the guest's
+    /// limits; with a timeout, the epoch ticker runs while the guard lives.
+    fn store(&self, config: &GuestConfig) -> anyhow::Result<(Store<GuestState>, Option<Ticking>)> {
         let mut store = Store::new(
             &self.engines.engine,
             GuestState::new(self.shared.clone(), config)?,
         );
         store.call_hook(take_back_lent_pages);
-        Ok(store)
+        store.limiter(|s| &mut s.limiter);
+        // wasmtime charges every list a guest passes (even a region to map, which is
+        // never copied) against this; our own limits say what is too much.
+        let lists = config
+            .limits
+            .max_copy_bytes
+            .max(config.limits.max_mapped_bytes);
+        store.set_hostcall_fuel(
+            usize::try_from(lists.saturating_add(1 << 20)).unwrap_or(usize::MAX),
+        );
+        let ticking = match config.limits.timeout {
+            Some(t) => {
+                store.set_epoch_deadline(limits::ticks(t));
+                let guard = self.engines.ticker.start();
+                Some(guard.context("cannot start the epoch ticker")?)
+            }
+            None => {
+                store.set_epoch_deadline(limits::NO_DEADLINE);
+                None
+            }
+        };
+        Ok((store, ticking))
     }
 
     /// The exit code of a finished guest, or its trap explained; then unmaps what the
-    /// guest left mapped (storing dirty pages) while its memory still exists.
+    /// guest left mapped and stores what it wrote (store-on-close), while its memory
+    /// still exists. A store that fails makes the run fail, naming the file.
     fn finish(
         &self,
         store: &mut Store<GuestState>,
@@ -97,18 +121,56 @@ impl Host {
             Err(e) => match e.downcast_ref::<I32Exit>() {
                 Some(exit) => Ok(exit.0),
                 None => {
-                    let bases = store.data().afs.memory_bases.clone();
-                    Err(explain_trap(e, &self.shared.pager, &bases))
+                    let state = store.data();
+                    let limit = limit_reached(&e, state);
+                    let bases = state.afs.memory_bases.clone();
+                    let e = explain_trap(e, &self.shared.pager, &bases);
+                    Err(match limit {
+                        Some(why) => e.context(why),
+                        None => e,
+                    })
                 }
             },
         };
         store.data_mut().unmap_all();
+        let unstored = store.data_mut().afs.finish_stores();
         match &outcome {
             Ok(code) => tracing::debug!(code, "guest exited"),
             Err(e) => tracing::debug!(error = %format!("{e:#}"), "guest trapped"),
         }
-        outcome
+        if unstored.is_empty() {
+            return outcome;
+        }
+        // Data the guest wrote is lost: that fails the run, whatever the guest said.
+        let lost = unstored.join("\n");
+        Err(match outcome {
+            Ok(code) => anyhow::anyhow!("{lost}\n(the guest itself exited with {code})"),
+            Err(e) => e.context(lost),
+        })
     }
+}
+
+/// The limit a trapped guest ran into, in words: its time ran out (an epoch
+/// interrupt), or it was denied memory or table growth before it trapped.
+fn limit_reached(e: &wasmtime::Error, state: &GuestState) -> Option<String> {
+    if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        if let Some(t) = state.limiter.limits.timeout {
+            return Some(format!(
+                "the guest ran past its time limit of {t:?} (-W timeout)"
+            ));
+        }
+    }
+    if e.chain()
+        .any(|c| c.to_string().contains("fuel allocated for hostcalls"))
+    {
+        let l = &state.limiter.limits;
+        return Some(format!(
+            "the guest passed the host a list longer than its limits allow ({} bytes by copy, \
+             --max-copy-bytes; {} bytes mapped, --max-mapped-bytes)",
+            l.max_copy_bytes, l.max_mapped_bytes
+        ));
+    }
+    state.limiter.explain()
 }
 
 /// As each host call returns, the pager takes back pages it lent to host code (see

@@ -12,6 +12,7 @@ use wasmtime::{Config, Engine};
 
 use super::bindings::afs::client::files;
 use super::guest::GuestState;
+use super::limits::EpochTicker;
 use super::mmap;
 use crate::memory::HostMemoryCreator;
 use crate::pager::origin;
@@ -30,6 +31,7 @@ const MEMORY_GUARD: u64 = 32 << 20;
 ///   mapped up front), so file pages can be mapped into them.
 /// * `memory_init_cow(false)`: mandatory with a custom memory (wasmtime 48 panics at
 ///   instantiation otherwise); data segments are copied in at instantiation.
+/// * Epoch interruption, for guests' time limits (see [`super::limits`]).
 /// * Static bounds (4 GiB reservation + guard) and signals-based traps: an access to a
 ///   page the pager made inaccessible is a fault in wasm code, which wasmtime turns
 ///   into a trap (with a `WasmFault` we can explain) instead of a crash.
@@ -44,6 +46,7 @@ pub fn engine_config() -> Config {
         .memory_reservation_for_growth(0)
         .memory_may_move(false)
         .signals_based_traps(true)
+        .epoch_interruption(true)
         .parallel_compilation(true);
     config
 }
@@ -57,6 +60,7 @@ struct Cached {
 
 pub(crate) struct Engines {
     pub(crate) engine: Engine,
+    pub(crate) ticker: EpochTicker,
     sync_linker: OnceLock<Linker<GuestState>>,
     async_linker: OnceLock<Linker<GuestState>>,
     components: Mutex<HashMap<PathBuf, Cached>>,
@@ -68,6 +72,7 @@ impl Engines {
             .map_err(anyhow::Error::from)
             .context("cannot configure wasmtime")?;
         Ok(Engines {
+            ticker: EpochTicker::new(engine.clone()),
             engine,
             sync_linker: OnceLock::new(),
             async_linker: OnceLock::new(),
@@ -169,6 +174,7 @@ mod tests {
         let engine = Engine::new(&engine_config()).unwrap();
         let module = Module::new(&engine, WAT).unwrap();
         let mut store = Store::new(&engine, ());
+        store.set_epoch_deadline(super::super::limits::NO_DEADLINE);
         let instance = Instance::new(&mut store, &module, &[]).unwrap();
         let mem = instance.get_memory(&mut store, "memory").unwrap();
         let base = mem.data_ptr(&store) as usize;

@@ -32,7 +32,9 @@ pub(crate) fn code_of(kind: ErrorKind, stage: Stage) -> ErrorCode {
         ErrorKind::NotFound | ErrorKind::NotDirectory | ErrorKind::NoSuchVolume => {
             ErrorCode::NotFound
         }
-        ErrorKind::PermissionDenied => ErrorCode::AccessDenied,
+        ErrorKind::PermissionDenied | ErrorKind::Confined => ErrorCode::AccessDenied,
+        ErrorKind::Conflict => ErrorCode::Conflict,
+        ErrorKind::WrittenPastEnd => ErrorCode::InvalidArgument,
         ErrorKind::ReadOnly => ErrorCode::ReadOnly,
         ErrorKind::IsDirectory => ErrorCode::IsDirectory,
         ErrorKind::NoSpace | ErrorKind::QuotaExceeded => ErrorCode::NoSpace,

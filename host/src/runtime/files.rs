@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use afs::cache::manager::CacheManager;
+use afs::cache::pages::FlushMode;
 use afs::client::Node;
 use afs::types::VolumeType;
 use tokio::sync::broadcast::error::RecvError;
@@ -19,11 +20,9 @@ use super::bindings::afs::client::files::{
     Access, Error, ErrorCode, FileType, Host, HostFile, Stat,
 };
 use super::errors::{afs_error, gone, pager_error, wit_error, Stage};
-use super::grants::{granted, normalize};
+use super::grants::{granted, normalize, GrantWalk};
 use super::guest::GuestState;
 
-/// Most bytes one `read` may return (the list must fit in the guest's memory anyway).
-const MAX_READ: u64 = 1 << 30;
 /// How often `wait-for-change` looks at the file's status without a break: changes made
 /// through this host (other guests' syncs) bring no callback break.
 const WAIT_RECHECK: Duration = Duration::from_millis(250);
@@ -96,6 +95,51 @@ impl GuestState {
             regular(f)
         })
     }
+
+    /// `sync` and `sync-overwrite`.
+    fn sync_file(
+        &mut self,
+        file: Resource<FileRes>,
+        mode: FlushMode,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let f = self.table.get(&file)?;
+        if f.access != Access::ReadWrite || f.node.status.file_type != afs::types::FileType::File {
+            // Nothing this guest can have written.
+            return Ok(Ok(()));
+        }
+        // The pager blocks on the AFS runtime itself; it also stores pages dirtied
+        // through mappings, which the page store alone cannot see.
+        Ok(match self.afs.host.pager.sync_file(&f.node, mode) {
+            Ok(report) => {
+                tracing::debug!(path = %f.path, ?report, "sync");
+                Ok(())
+            }
+            Err(e) => Err(pager_error(&f.path, &e)),
+        })
+    }
+
+    /// Remembers that the guest wrote the file, so that closing it or exiting stores it.
+    fn note_written(&mut self, file: &Resource<FileRes>) -> wasmtime::Result<()> {
+        let f = self.table.get(file)?;
+        self.afs
+            .written
+            .entry(f.node.fid)
+            .or_insert_with(|| (f.path.clone(), f.node.clone()));
+        Ok(())
+    }
+
+    /// The error for a copy past the guest's limit.
+    fn copy_limit(&self, file: &Resource<FileRes>, asked: u64) -> wasmtime::Result<Error> {
+        let max = self.limiter.limits.max_copy_bytes;
+        Ok(wit_error(
+            ErrorCode::LimitExceeded,
+            format!(
+                "{}: {asked} bytes in one copy is past this guest's limit of {max} bytes \
+                 (--max-copy-bytes)",
+                self.table.get(file)?.path
+            ),
+        ))
+    }
 }
 
 fn regular(f: &FileRes) -> Result<(), Error> {
@@ -122,26 +166,20 @@ impl HostFile for GuestState {
             Err(e) => return Ok(Err(wit_error(ErrorCode::InvalidArgument, e.0))),
         };
         let abs = parsed.to_string();
-        match (granted(&self.afs.grants, &parsed), access) {
-            (None, _) => {
-                return Ok(Err(wit_error(
-                    ErrorCode::AccessDenied,
-                    format!("{abs}: not granted to this guest"),
-                )))
-            }
-            (Some(crate::pager::Access::Read), Access::ReadWrite) => {
-                return Ok(Err(wit_error(
-                    ErrorCode::ReadOnly,
-                    format!("{abs}: granted read-only to this guest"),
-                )))
-            }
-            _ => {}
+        // The path as named must be granted; then every step of its resolution, and
+        // the object it reaches (with the access asked for), must be too.
+        if granted(&self.afs.grants, &parsed).is_none() {
+            return Ok(Err(wit_error(
+                ErrorCode::AccessDenied,
+                format!("{abs}: not granted to this guest"),
+            )));
         }
+        let mut walk = GrantWalk::new(&self.afs.grants, parsed, access.into());
         let client = host.client.clone();
         let target = abs.clone();
         let node = match host
             .afs
-            .block_on(async move { client.resolve(&target).await })
+            .block_on(async move { client.resolve_confined(&target, &mut walk).await })
         {
             Err(g) => return Ok(Err(gone(&abs, g))),
             Ok(Err(e)) => return Ok(Err(afs_error(&abs, &e, Stage::Open))),
@@ -184,14 +222,8 @@ impl HostFile for GuestState {
         if let Err(e) = regular(f) {
             return Ok(Err(e));
         }
-        if length > MAX_READ {
-            return Ok(Err(wit_error(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "{}: reads are limited to {MAX_READ} bytes at a time",
-                    f.path
-                ),
-            )));
+        if length > self.limiter.limits.max_copy_bytes {
+            return Ok(Err(self.copy_limit(&file, length)?));
         }
         self.on_file(&file, move |cache, node| async move {
             cache.read_at(&node, offset, length).await
@@ -207,6 +239,10 @@ impl HostFile for GuestState {
         if let Err(e) = self.writable(&file)? {
             return Ok(Err(e));
         }
+        if data.len() as u64 > self.limiter.limits.max_copy_bytes {
+            return Ok(Err(self.copy_limit(&file, data.len() as u64)?));
+        }
+        self.note_written(&file)?;
         self.on_file(&file, move |cache, node| async move {
             let node = cache.write_at(&node, offset, &data).await?;
             Ok((node, data.len() as u64))
@@ -221,26 +257,18 @@ impl HostFile for GuestState {
         if let Err(e) = self.writable(&file)? {
             return Ok(Err(e));
         }
+        self.note_written(&file)?;
         self.on_file(&file, move |cache, node| async move {
             Ok((cache.set_len(&node, length).await?, ()))
         })
     }
 
     fn sync(&mut self, file: Resource<FileRes>) -> wasmtime::Result<Result<(), Error>> {
-        let f = self.table.get(&file)?;
-        if f.access != Access::ReadWrite || f.node.status.file_type != afs::types::FileType::File {
-            // Nothing this guest can have written.
-            return Ok(Ok(()));
-        }
-        // The pager blocks on the AFS runtime itself; it also stores pages dirtied
-        // through mappings, which the page store alone cannot see.
-        Ok(match self.afs.host.pager.sync_file(&f.node) {
-            Ok(report) => {
-                tracing::debug!(path = %f.path, ?report, "sync");
-                Ok(())
-            }
-            Err(e) => Err(pager_error(&f.path, &e)),
-        })
+        self.sync_file(file, FlushMode::Normal)
+    }
+
+    fn sync_overwrite(&mut self, file: Resource<FileRes>) -> wasmtime::Result<Result<(), Error>> {
+        self.sync_file(file, FlushMode::Overwrite)
     }
 
     fn wait_for_change(
@@ -255,8 +283,13 @@ impl HostFile for GuestState {
         })
     }
 
+    /// Store-on-close, as AFS clients do at close(2): a failure is reported at exit
+    /// (the guest has no way to hear it here).
     fn drop(&mut self, file: Resource<FileRes>) -> wasmtime::Result<()> {
-        self.table.delete(file)?;
+        let f = self.table.delete(file)?;
+        if let Some((path, node)) = self.afs.written.remove(&f.node.fid) {
+            self.afs.store_on_close(&path, &node);
+        }
         Ok(())
     }
 }

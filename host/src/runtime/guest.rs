@@ -1,15 +1,22 @@
 //! One guest: what the embedder configures ([`GuestConfig`]) and what its store holds
 //! ([`GuestState`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use afs::cache::pages::FlushMode;
+use afs::client::Node;
+use afs::error::ErrorKind;
+use afs::types::Fid;
+
 use super::grants::Grant;
+use super::limits::{GuestLimits, Limiter};
 use super::Shared;
+use crate::pager::{PagerError, PendingStore};
 
 /// A host directory the guest sees through WASI.
 #[derive(Debug, Clone)]
@@ -37,6 +44,8 @@ pub struct GuestConfig {
     pub preopens: Vec<Preopen>,
     /// Collect the guest's stdout here instead (see [`GuestConfig::capture_stdout`]).
     pub stdout: Option<CapturedOutput>,
+    /// What the guest may take from the host.
+    pub limits: GuestLimits,
 }
 
 /// A guest's captured standard output (bounded; cheap to clone).
@@ -67,6 +76,11 @@ impl GuestConfig {
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    pub fn limits(mut self, limits: GuestLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -121,6 +135,56 @@ pub(crate) struct AfsCtx {
     pub(crate) memory_bases: Vec<usize>,
     /// Live `mapping` resources, unmapped at exit if the guest did not drop them.
     pub(crate) mappings: BTreeSet<u32>,
+    /// Bytes the live mappings cover (page-rounded), against `limits.max_mapped_bytes`.
+    pub(crate) mapped_bytes: u64,
+    /// Files the guest wrote by copy and has not closed: stored at close or exit.
+    pub(crate) written: HashMap<Fid, (String, Node)>,
+    /// Stores retried in the background because no fileserver answered.
+    pub(crate) pending: Vec<PendingStore>,
+    /// Stores that failed for good, as messages naming the file: the guest's run fails.
+    pub(crate) unstored: Vec<String>,
+}
+
+impl AfsCtx {
+    /// Stores what the guest wrote to the file (at close, unmap or exit).
+    pub(crate) fn store_on_close(&mut self, path: &str, node: &Node) {
+        let result = self.host.pager.sync_file(node, FlushMode::Normal);
+        self.stored(path, node, result.map(drop));
+    }
+
+    /// Takes the outcome of a store the guest cannot be told about: an unreachable
+    /// server gets background retries, any other failure fails the guest's run.
+    pub(crate) fn stored(&mut self, path: &str, node: &Node, result: Result<(), PagerError>) {
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::ServerUnreachable => {
+                let pending = self.host.pager.store_in_background(path, node);
+                self.pending.push(pending);
+            }
+            Err(e) => self.unstored(path, &e),
+        }
+    }
+
+    fn unstored(&mut self, path: &str, e: &PagerError) {
+        tracing::warn!(%path, error = %e, "written data not stored");
+        self.unstored
+            .push(format!("{path}: written data not stored: {e}"));
+    }
+
+    /// At exit, after the mappings are gone: stores the files still open, waits for
+    /// the background stores, and returns every failure.
+    pub(crate) fn finish_stores(&mut self) -> Vec<String> {
+        for (_, (path, node)) in std::mem::take(&mut self.written) {
+            self.store_on_close(&path, &node);
+        }
+        for pending in std::mem::take(&mut self.pending) {
+            let path = pending.path().to_string();
+            if let Err(e) = pending.wait() {
+                self.unstored(&path, &e);
+            }
+        }
+        std::mem::take(&mut self.unstored)
+    }
 }
 
 /// The data of a guest's `Store`.
@@ -128,6 +192,7 @@ pub(crate) struct GuestState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) afs: AfsCtx,
+    pub(crate) limiter: Limiter,
 }
 
 impl GuestState {
@@ -140,7 +205,12 @@ impl GuestState {
                 grants: config.grants.clone(),
                 memory_bases: Vec::new(),
                 mappings: BTreeSet::new(),
+                mapped_bytes: 0,
+                written: HashMap::new(),
+                pending: Vec::new(),
+                unstored: Vec::new(),
             },
+            limiter: Limiter::new(config.limits.clone()),
         })
     }
 }

@@ -12,7 +12,6 @@ use wasmtime::StoreContextMut;
 use super::bindings::afs::client::files::{Access, Error, ErrorCode, HostMapping};
 use super::errors::{pager_error, wit_error};
 use super::files::FileRes;
-use super::grants::{granted, normalize};
 use super::guest::GuestState;
 use crate::memory::{self, GuestRegion, RegionError};
 use crate::pager::{self, MapRequest, Mapping};
@@ -22,12 +21,20 @@ use crate::pager::{self, MapRequest, Mapping};
 pub struct MappingRes(Mapping);
 
 impl MappingRes {
-    /// Unmaps now, logging what went wrong (the guest has nobody to tell).
-    pub(crate) fn unmap(self) {
-        let path = self.0.path().to_string();
-        if let Err(e) = self.0.unmap() {
-            tracing::warn!(%path, error = %e, "unmap failed");
-        }
+    /// The bytes the mapping pins (its region, whole pages).
+    fn pinned(&self) -> u64 {
+        self.0.length().div_ceil(pager::PAGE as u64) * pager::PAGE as u64
+    }
+}
+
+impl GuestState {
+    /// Unmaps a mapping the guest dropped (or left at exit): a store that fails is the
+    /// guest's failure, reported at exit; one that finds no server is retried.
+    fn unmap(&mut self, m: MappingRes) {
+        self.afs.mapped_bytes = self.afs.mapped_bytes.saturating_sub(m.pinned());
+        let (path, node) = (m.0.path().to_string(), m.0.node());
+        let result = m.0.unmap();
+        self.afs.stored(&path, &node, result);
     }
 }
 
@@ -74,6 +81,9 @@ impl GuestState {
     ) -> wasmtime::Result<Result<Resource<MappingRes>, Error>> {
         let f = self.table.get(file)?;
         let path = f.path.clone();
+        if let Err(e) = self.check_limits(&path, len) {
+            return Ok(Err(e));
+        }
         let request = match self.check_map(f, offset, length, ptr, len, access) {
             Ok(region) => MapRequest {
                 path: path.clone(),
@@ -97,10 +107,38 @@ impl GuestState {
                 tracing::debug!(%path, offset, length, ?access, took = ?started.elapsed(), "map");
                 let res = self.table.push(MappingRes(mapping))?;
                 self.afs.mappings.insert(res.rep());
+                self.afs.mapped_bytes += len as u64;
                 Ok(Ok(res))
             }
             Err(e) => Ok(Err(pager_error(&path, &e))),
         }
+    }
+
+    /// The guest's mapping limits: how many, and how many bytes (the region's length:
+    /// every page of it may be faulted in, past the end of the file too).
+    fn check_limits(&self, path: &str, len: usize) -> Result<(), Error> {
+        let limits = &self.limiter.limits;
+        if self.afs.mappings.len() >= limits.max_mappings {
+            return Err(wit_error(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "{path}: this guest holds {} mappings, its limit (--max-mappings)",
+                    limits.max_mappings
+                ),
+            ));
+        }
+        let total = self.afs.mapped_bytes.saturating_add(len as u64);
+        if total > limits.max_mapped_bytes {
+            return Err(wit_error(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "{path}: mapping {len} more bytes would take this guest to {total}, past \
+                     its limit of {} mapped bytes (--max-mapped-bytes)",
+                    limits.max_mapped_bytes
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_map(
@@ -115,23 +153,13 @@ impl GuestState {
         let path = &f.path;
         pager::check_map_request(path, &f.node, offset, length, (ptr as usize, len))
             .map_err(|e| pager_error(path, &e))?;
-        if access == Access::ReadWrite {
-            if f.access != Access::ReadWrite {
-                return Err(wit_error(
-                    ErrorCode::ReadOnly,
-                    format!("{path}: read-write mapping of a file opened read-only"),
-                ));
-            }
-            // Opening read-write checked the grant; grants do not change, but say so.
-            let grant = normalize(path, None)
-                .ok()
-                .and_then(|p| granted(&self.afs.grants, &p));
-            if grant != Some(pager::Access::ReadWrite) {
-                return Err(wit_error(
-                    ErrorCode::ReadOnly,
-                    format!("{path}: granted read-only to this guest"),
-                ));
-            }
+        // The open decided the access from the grants on what the path resolved to (a
+        // read-write open needs a read-write grant there): the mapping follows it.
+        if access == Access::ReadWrite && f.access != Access::ReadWrite {
+            return Err(wit_error(
+                ErrorCode::ReadOnly,
+                format!("{path}: read-write mapping of a file opened read-only"),
+            ));
         }
         GuestRegion::find(ptr, len).map_err(|e| {
             let why = match e {
@@ -151,7 +179,7 @@ impl GuestState {
     pub(crate) fn unmap_all(&mut self) {
         for rep in std::mem::take(&mut self.afs.mappings) {
             if let Ok(m) = self.table.delete(Resource::<MappingRes>::new_own(rep)) {
-                m.unmap();
+                self.unmap(m);
             }
         }
     }
@@ -182,7 +210,8 @@ impl HostMapping for GuestState {
 
     fn drop(&mut self, m: Resource<MappingRes>) -> wasmtime::Result<()> {
         self.afs.mappings.remove(&m.rep());
-        self.table.delete(m)?.unmap();
+        let m = self.table.delete(m)?;
+        self.unmap(m);
         Ok(())
     }
 }

@@ -27,6 +27,7 @@ mod errors;
 mod files;
 mod grants;
 mod guest;
+mod limits;
 mod mmap;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,7 @@ pub use self::engine::engine_config;
 pub use self::files::FileRes;
 pub use self::grants::{granted, normalize, BadPath, Grant};
 pub use self::guest::{CapturedOutput, GuestConfig, Preopen};
+pub use self::limits::{parse_bytes, parse_duration, GuestLimits, TICK};
 pub use self::mmap::MappingRes;
 pub use crate::pager::Access;
 

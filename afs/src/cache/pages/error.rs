@@ -78,6 +78,28 @@ pub enum PageError {
         /// Bytes in the range.
         len: u64,
     },
+    /// The file changed on the server (DataVersion `theirs`) since our unstored writes
+    /// were made on version `ours`: they were not stored.
+    #[error("{fid} changed on the fileserver (data version {ours} -> {theirs}) under unstored writes, which were not stored; store them over the change explicitly (sync-overwrite) or drop them")]
+    Conflict {
+        /// The file.
+        fid: Fid,
+        /// The DataVersion our writes were made on.
+        ours: u64,
+        /// The DataVersion the server has.
+        theirs: u64,
+    },
+    /// Bytes were written through a mapping past the end of the file: they are not part
+    /// of it and were not stored (the bytes within the file were).
+    #[error("{fid}: bytes written through a mapping at offset {offset}, past the end of the file ({len} bytes), are not stored; extend the file (set-length) to keep them")]
+    WrittenPastEnd {
+        /// The file.
+        fid: Fid,
+        /// The file's length.
+        len: u64,
+        /// The first such byte.
+        offset: u64,
+    },
     /// The file was never [`open`](super::PageStore::open)ed in this store.
     #[error("{0} is not open in the page store")]
     NotOpen(Fid),

@@ -50,6 +50,22 @@ pub(super) struct FileState {
     /// install bytes from before the invalidation.
     pub epoch: u64,
     pub ra: ReadAhead,
+    /// The file changed on the server while we held unstored writes (see
+    /// [`FileCache::note_remote_version`]); a flush refuses until told to overwrite.
+    pub conflict: Option<Conflict>,
+    /// Pages written through a mapping at or past the end of the file since the last
+    /// flush looked (the page holding the end included): their bytes past the end are
+    /// not part of the file, and a flush says so if any is not zero.
+    pub eof_writes: Option<std::ops::Range<u64>>,
+}
+
+/// Another client's change met our unstored writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict {
+    /// The DataVersion our writes were made on.
+    pub ours: u64,
+    /// The DataVersion the server has now.
+    pub theirs: u64,
 }
 
 impl FileState {
@@ -172,6 +188,8 @@ impl FileCache {
                 next_flight: 0,
                 epoch: 0,
                 ra: ReadAhead::default(),
+                conflict: None,
+                eof_writes: None,
             }),
             holders: AtomicUsize::new(0),
             fetch_slots: Semaphore::new(max_fetches.max(1)),
@@ -368,10 +386,20 @@ impl FileCache {
     }
 
     /// Mark whole pages dirty after a pager saw them written through a mapping (the bytes
-    /// are already in the memfd). Pages at or past the end of the file are ignored: they
-    /// are not part of it. Returns the pages newly marked.
+    /// are already in the memfd). Pages at or past the end of the file are not part of
+    /// it: they are remembered, so that the next flush reports bytes written there (or
+    /// stores them, if the file grew over them meanwhile). Returns the pages newly marked.
     pub fn mark_dirty(&self, pages: std::ops::Range<u64>) -> u64 {
         let mut st = self.lock();
+        // The page holding the end of the file counts too: its tail is past the end.
+        let eof_page = st.len / PAGE_SIZE;
+        if pages.end > eof_page && pages.start < pages.end {
+            let past = pages.start.max(eof_page)..pages.end;
+            st.eof_writes = Some(match st.eof_writes.take() {
+                Some(r) => r.start.min(past.start)..r.end.max(past.end),
+                None => past,
+            });
+        }
         let end = pages.end.min(st.len.div_ceil(PAGE_SIZE));
         if pages.start >= end {
             return 0;
@@ -432,7 +460,85 @@ impl FileCache {
         if len < st.len && len < st.remote_len {
             st.trunc_pending = Some(st.trunc_pending.map_or(len, |t| t.min(len)));
         }
-        self.resize(&mut st, len)
+        let old = st.len;
+        self.resize(&mut st, len)?;
+        if len <= old {
+            return Ok(());
+        }
+        // Bytes written through a mapping past the old end are now part of the file:
+        // the pages remembered, and the page that held the end if its tail is not zero
+        // (bytes already reported past the end, which the memfd still has).
+        let mut grown = st.eof_writes.clone().unwrap_or(0..0);
+        let end_page = old / PAGE_SIZE;
+        if !old.is_multiple_of(PAGE_SIZE) && self.tail_written(old)? {
+            grown = grown.start.min(end_page)..grown.end.max(end_page + 1);
+        }
+        let inside = grown.start..grown.end.min(len.div_ceil(PAGE_SIZE));
+        if !inside.is_empty() {
+            let tick = self.tick();
+            self.mutate(&mut st, |st| set_dirty(st, inside, tick));
+        }
+        // What is still past the new end (from the page holding it on) stays watched.
+        let new_end_page = len / PAGE_SIZE;
+        st.eof_writes = st
+            .eof_writes
+            .take()
+            .map(|r| r.start.max(new_end_page)..r.end)
+            .filter(|r| !r.is_empty());
+        Ok(())
+    }
+
+    /// Whether the memfd holds a nonzero byte between `end` and the end of its page.
+    fn tail_written(&self, end: u64) -> Result<bool, PageError> {
+        let mut tail = vec![0u8; (round_up(end) - end) as usize];
+        // A short read (past the memfd's end) leaves zeros.
+        let _ = self.memfd.read_at(&mut tail, end);
+        Ok(tail.iter().any(|&b| b != 0))
+    }
+
+    /// The server's DataVersion as validation found it. If it moved while we hold
+    /// unstored writes, and not by our own store (none is under way), the file is in
+    /// conflict: our writes were made on a version that is gone.
+    pub fn note_remote_version(&self, current: u64) {
+        let storing = self.flush_lock.try_lock().is_err();
+        let mut st = self.lock();
+        let unflushed = st.pages.counts().dirty > 0 || st.len_dirty();
+        match st.data_version {
+            Some(ours) if ours != current && unflushed && !storing && st.conflict.is_none() => {
+                tracing::warn!(fid = %self.fid, ours, theirs = current, "third-party change under unstored writes");
+                st.conflict = Some(Conflict {
+                    ours,
+                    theirs: current,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether bytes were written through a mapping at or past the end of the file
+    /// since the last flush looked.
+    pub fn has_past_end_writes(&self) -> bool {
+        self.lock().eof_writes.is_some()
+    }
+
+    /// The conflict the file is in, if any.
+    pub fn conflict(&self) -> Option<Conflict> {
+        self.lock().conflict
+    }
+
+    /// Give back memfd space past the end of the file that mappings reserved (and the
+    /// zero pages they faulted in there): the last mapping is gone.
+    pub fn release_mapped(&self) -> Result<(), PageError> {
+        let mut st = self.lock();
+        self.mapped_end.store(0, Ordering::Release);
+        // Whatever was written past the end goes with the space (it was reported).
+        st.eof_writes = None;
+        self.resize_memfd(st.len)?;
+        // The page holding the end keeps its tail: zero it, it is not the file's.
+        if st.pages.flags(st.len / PAGE_SIZE) & DIRTY == 0 {
+            self.zero_tail(&st, st.len)?;
+        }
+        Ok(())
     }
 
     /// Discard every clean page (hole-punch, mark not present), keeping dirty ones: the

@@ -27,6 +27,16 @@ pub struct FlushReport {
     pub third_party_change: bool,
 }
 
+/// Whether a flush stores over another client's change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlushMode {
+    /// Refuse a file in conflict ([`PageError::Conflict`]).
+    #[default]
+    Normal,
+    /// Store our written pages over the other change (last writer wins, page by page).
+    Overwrite,
+}
+
 /// One store to make.
 struct Planned {
     kind: Kind,
@@ -55,8 +65,30 @@ impl FileCache {
     /// stored pages carry the returned DataVersion; if it is exactly one more than the one
     /// we knew (our own change), clean pages at the old version are restamped, since our
     /// store did not change them.
-    pub async fn flush<S: Storer + ?Sized>(&self, storer: &S) -> Result<FlushReport, PageError> {
+    ///
+    /// A file in [conflict](FileCache::note_remote_version) is not stored unless `mode`
+    /// is [`FlushMode::Overwrite`]. Afterwards, bytes written through a mapping past the
+    /// end of the file are reported ([`PageError::WrittenPastEnd`]).
+    pub async fn flush<S: Storer + ?Sized>(
+        &self,
+        storer: &S,
+        mode: FlushMode,
+    ) -> Result<FlushReport, PageError> {
         let _one_at_a_time = self.flush_lock.lock().await;
+        {
+            let mut st = self.lock();
+            match (st.conflict, mode) {
+                (Some(c), FlushMode::Normal) => {
+                    return Err(PageError::Conflict {
+                        fid: self.fid,
+                        ours: c.ours,
+                        theirs: c.theirs,
+                    })
+                }
+                (Some(_), FlushMode::Overwrite) => st.conflict = None,
+                (None, _) => {}
+            }
+        }
         let mut report = FlushReport::default();
         let mut cursor = 0;
         while let Some(store) = self.next_store(&mut cursor)? {
@@ -66,7 +98,41 @@ impl FileCache {
                 .await;
             self.finish_store(&store, result, &mut report)?;
         }
+        self.check_past_end()?;
         Ok(report)
+    }
+
+    /// Reports the first nonzero byte written through a mapping past the end of the
+    /// file (the memfd keeps those bytes zero otherwise). It is reported at every flush
+    /// while it is there: until the file grows over it, it is not stored.
+    fn check_past_end(&self) -> Result<(), PageError> {
+        let (pages, len) = {
+            let st = self.lock();
+            match st.eof_writes.clone() {
+                Some(r) => (r, st.len),
+                None => return Ok(()),
+            }
+        };
+        let mut buf = vec![0u8; PAGE_SIZE as usize];
+        for page in pages {
+            let start = (page * PAGE_SIZE).max(len);
+            let end = (page + 1) * PAGE_SIZE;
+            if start >= end {
+                continue;
+            }
+            let chunk = &mut buf[..(end - start) as usize];
+            chunk.fill(0);
+            // Short reads (past the memfd's end) leave zeros.
+            let _ = std::os::unix::fs::FileExt::read_at(self.memfd_file(), chunk, start);
+            if let Some(i) = chunk.iter().position(|&b| b != 0) {
+                return Err(PageError::WrittenPastEnd {
+                    fid: self.fid,
+                    len,
+                    offset: start + i as u64,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Decide the next store; for data, copy the bytes out and mark the pages flushing.

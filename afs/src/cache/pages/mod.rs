@@ -40,8 +40,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 
 pub use error::{BoxError, PageError};
-pub use file::{FileCache, Hold};
-pub use flush::FlushReport;
+pub use file::{Conflict, FileCache, Hold};
+pub use flush::{FlushMode, FlushReport};
 pub use stats::{PageStats, PageStatsSnapshot};
 
 use crate::types::Fid;
@@ -247,8 +247,9 @@ impl PageStore {
         &self,
         fid: Fid,
         storer: &S,
+        mode: FlushMode,
     ) -> Result<FlushReport, PageError> {
-        self.file(fid)?.flush(storer).await
+        self.file(fid)?.flush(storer, mode).await
     }
 
     /// Drop `fid`'s clean pages, keep its dirty ones (see [`FileCache::invalidate_clean`]).

@@ -229,7 +229,7 @@ async fn flush_coalesces_adjacent_dirty_pages() {
     assert_eq!(store.stats().snapshot().pages_dirty, 16);
     assert!(file.is_dirty(15) && !file.is_dirty(16));
 
-    let report = file.flush(&*server).await.unwrap();
+    let report = file.flush(&*server, FlushMode::Normal).await.unwrap();
     assert_eq!(server.stores(), vec![(0, 16 * PAGE_SIZE, MIB)]);
     assert_eq!(report.store_calls, 1);
     assert_eq!(report.pages_flushed, 16);
@@ -246,7 +246,7 @@ async fn flush_coalesces_adjacent_dirty_pages() {
     file.write_at(30 * PAGE_SIZE, &page(2, 2), &server)
         .await
         .unwrap();
-    let report = file.flush(&*server).await.unwrap();
+    let report = file.flush(&*server, FlushMode::Normal).await.unwrap();
     assert_eq!(report.store_calls, 2);
     assert_eq!(
         server.stores()[1..],
@@ -261,7 +261,7 @@ async fn flush_coalesces_adjacent_dirty_pages() {
         (3, 22, 22 * PAGE_SIZE)
     );
     assert_eq!(
-        file.flush(&*server).await.unwrap().store_calls,
+        file.flush(&*server, FlushMode::Normal).await.unwrap().store_calls,
         0,
         "nothing left"
     );
@@ -278,7 +278,7 @@ async fn partial_write_fetches_the_page_first() {
     let mut want = expected(4096..8192);
     want[904..914].copy_from_slice(b"0123456789");
     assert_eq!(got, want);
-    file.flush(&*server).await.unwrap();
+    file.flush(&*server, FlushMode::Normal).await.unwrap();
     assert_eq!(server.stores(), vec![(4096, 4096, MIB)]);
     assert_eq!(server.bytes(4096..8192), want);
 }
@@ -314,7 +314,7 @@ async fn invalidate_clean_keeps_dirty_pages_and_refetches_clean_ones() {
         .unwrap();
     assert_eq!(page3, mine, "the dirty page survived");
 
-    let report = file.flush(&*server).await.unwrap();
+    let report = file.flush(&*server, FlushMode::Normal).await.unwrap();
     assert!(!report.third_party_change, "dv 2 was seen by the refetch");
     assert_eq!(server.bytes(3 * 4096..4 * 4096), mine);
 }
@@ -388,7 +388,7 @@ async fn dirty_pages_are_never_evicted() {
     store.read(FID, 3 * MIB, 64 << 10, &server).await.unwrap();
     assert_eq!(file.page_counts().1, 512);
     assert!((0..512).all(|p| file.is_dirty(p)));
-    let report = file.flush(&*server).await.unwrap();
+    let report = file.flush(&*server, FlushMode::Normal).await.unwrap();
     assert_eq!(report.pages_flushed, 512);
     assert_eq!(server.bytes(0..(2 * MIB) as usize), data);
     // Once clean, they can go.
@@ -467,7 +467,7 @@ async fn writes_past_the_end_extend_with_zeros_and_no_fetch() {
     assert!(hole.iter().all(|&b| b == 0));
     let head = store.read(FID, 0, 10_000, &server).await.unwrap();
     assert_eq!(head, expected(0..10_000));
-    let report = file.flush(&*server).await.unwrap();
+    let report = file.flush(&*server, FlushMode::Normal).await.unwrap();
     assert_eq!(report.store_calls, 1);
     assert_eq!(server.stores(), vec![(98_304, 1_700, 100_004)]);
     assert_eq!(server.bytes(100_000..100_004), b"tail");
@@ -498,7 +498,7 @@ async fn set_len_shrink_then_extend_stores_a_truncation_first() {
     assert_eq!(server.fetch_calls(), calls);
     assert!(file.has_unflushed());
 
-    file.flush(&*server).await.unwrap();
+    file.flush(&*server, FlushMode::Normal).await.unwrap();
     assert_eq!(
         server.stores(),
         vec![(5_000, 0, 5_000), (20_000, 0, 20_000)]
@@ -517,7 +517,7 @@ async fn own_stores_are_told_from_third_party_changes() {
     store.read(FID, 0, 10, &server).await.unwrap();
     assert_eq!(file.data_version(), Some(1));
     file.write_at(0, &[1; 4096], &server).await.unwrap();
-    let report = file.flush(&*server).await.unwrap();
+    let report = file.flush(&*server, FlushMode::Normal).await.unwrap();
     assert_eq!(report.data_version, Some(2));
     assert!(!report.third_party_change);
     assert_eq!(
@@ -528,7 +528,7 @@ async fn own_stores_are_told_from_third_party_changes() {
 
     server.third_party_write(8192, b"z");
     file.write_at(0, &[2; 4096], &server).await.unwrap();
-    let report = file.flush(&*server).await.unwrap();
+    let report = file.flush(&*server, FlushMode::Normal).await.unwrap();
     assert_eq!(report.data_version, Some(4));
     assert!(report.third_party_change);
     assert_eq!(
@@ -585,13 +585,13 @@ async fn failed_stores_keep_pages_dirty() {
     let file = store.open(FID, MIB).unwrap();
     file.write_at(0, &[3; 8192], &server).await.unwrap();
     server.fail_store.store(true, Ordering::SeqCst);
-    let err = file.flush(&*server).await.unwrap_err();
+    let err = file.flush(&*server, FlushMode::Normal).await.unwrap_err();
     assert!(matches!(err, PageError::Store { .. }), "{err}");
     assert_eq!(file.page_counts().1, 2);
     store.evict();
     assert!(file.is_present(0) && file.is_present(1));
     server.fail_store.store(false, Ordering::SeqCst);
-    assert_eq!(file.flush(&*server).await.unwrap().pages_flushed, 2);
+    assert_eq!(file.flush(&*server, FlushMode::Normal).await.unwrap().pages_flushed, 2);
     assert_eq!(server.bytes(0..8192), vec![3; 8192]);
 }
 
@@ -606,7 +606,7 @@ async fn stores_are_capped_in_size() {
     file.write_at(0, &vec![9; MIB as usize], &server)
         .await
         .unwrap();
-    let report = file.flush(&*server).await.unwrap();
+    let report = file.flush(&*server, FlushMode::Normal).await.unwrap();
     assert_eq!(report.store_calls, 4);
     assert_eq!(report.bytes_stored, MIB);
 }
@@ -619,7 +619,7 @@ async fn forget_and_prune_release_idle_files() {
     file.write_at(0, &[1; 4096], &server).await.unwrap();
     drop(file);
     assert!(!store.forget(FID), "unflushed changes keep it");
-    store.flush(FID, &*server).await.unwrap();
+    store.flush(FID, &*server, FlushMode::Normal).await.unwrap();
     store.evict();
     assert_eq!(store.prune_idle(), 0, "still has a clean page");
     store.invalidate_clean(FID).unwrap();
@@ -686,7 +686,7 @@ async fn pages_written_through_a_mapping_are_stored_and_mapped_memfd_never_shrin
         0,
         "pages past the end are not part of the file"
     );
-    file.flush(&*server).await.unwrap();
+    file.flush(&*server, FlushMode::Normal).await.unwrap();
     assert_eq!(
         server.bytes(PAGE_SIZE as usize..PAGE_SIZE as usize + 6),
         b"mapped"
@@ -716,4 +716,87 @@ async fn populate_exact_fetches_only_the_missing_pages_asked_for() {
         1,
         "present pages are not fetched again"
     );
+}
+
+#[tokio::test]
+async fn a_change_under_unstored_writes_is_a_conflict_until_overwritten() {
+    let server = FakeServer::new(MIB);
+    let store = PageStore::new(PageStoreConfig::default());
+    let file = store.open(FID, MIB).unwrap();
+    store.read(FID, 0, 10, &server).await.unwrap();
+    file.write_at(0, &[7; 4096], &server).await.unwrap();
+
+    // Validation finds the server at version 2, not by a store of ours.
+    server.third_party_write(8192, b"theirs");
+    file.note_remote_version(2);
+    assert_eq!(file.conflict(), Some(Conflict { ours: 1, theirs: 2 }));
+    let err = file.flush(&*server, FlushMode::Normal).await.unwrap_err();
+    assert!(
+        matches!(err, PageError::Conflict { ours: 1, theirs: 2, .. }),
+        "{err}"
+    );
+    assert!(server.stores().is_empty(), "nothing stored");
+    assert!(file.is_dirty(0), "our bytes are kept");
+
+    let report = file.flush(&*server, FlushMode::Overwrite).await.unwrap();
+    assert_eq!(report.pages_flushed, 1);
+    assert_eq!(server.bytes(0..4096), vec![7; 4096]);
+    assert_eq!(server.bytes(8192..8198), b"theirs", "their other pages stay");
+    assert_eq!(file.conflict(), None);
+}
+
+#[tokio::test]
+async fn a_version_change_without_unstored_writes_is_no_conflict() {
+    let server = FakeServer::new(MIB);
+    let store = PageStore::new(PageStoreConfig::default());
+    let file = store.open(FID, MIB).unwrap();
+    store.read(FID, 0, 10, &server).await.unwrap();
+    file.note_remote_version(5);
+    assert_eq!(file.conflict(), None);
+    file.note_data_version(5);
+    // Our own store moves the version by one: no conflict either.
+    file.write_at(0, &[1; 4096], &server).await.unwrap();
+    server.dv.store(5, Ordering::SeqCst);
+    file.flush(&*server, FlushMode::Normal).await.unwrap();
+    file.note_remote_version(6);
+    assert_eq!(file.conflict(), None);
+}
+
+#[tokio::test]
+async fn bytes_written_past_the_end_through_a_mapping_are_reported_or_kept_by_extending() {
+    let len = PAGE_SIZE + 100;
+    let server = FakeServer::new(len);
+    let store = PageStore::new(PageStoreConfig::default());
+    let file = store.open(FID, len).unwrap();
+    file.reserve_mapped(4 * PAGE_SIZE).unwrap();
+    file.populate(0, len, &server).await.unwrap();
+
+    // Inside the file (page 0) and past its end in the page holding the end.
+    file.memfd_file().write_all_at(b"in", 0).unwrap();
+    file.memfd_file().write_all_at(b"out", len + 10).unwrap();
+    file.mark_dirty(0..2);
+    let err = file.flush(&*server, FlushMode::Normal).await.unwrap_err();
+    match err {
+        PageError::WrittenPastEnd { len: l, offset, .. } => {
+            assert_eq!((l, offset), (len, len + 10));
+        }
+        e => panic!("{e}"),
+    }
+    assert_eq!(server.bytes(0..2), b"in", "the bytes inside were stored");
+    // Reported at every flush while the bytes are there: they are still not stored.
+    assert!(matches!(
+        file.flush(&*server, FlushMode::Normal).await,
+        Err(PageError::WrittenPastEnd { .. })
+    ));
+
+    // A whole page past the end, then the file grows over it: stored.
+    file.memfd_file().write_all_at(b"later", 3 * PAGE_SIZE).unwrap();
+    file.mark_dirty(3..4);
+    file.set_len(3 * PAGE_SIZE + 5).unwrap();
+    file.flush(&*server, FlushMode::Normal).await.unwrap();
+    let data = server.data.lock().unwrap().clone();
+    assert_eq!(data.len() as u64, 3 * PAGE_SIZE + 5);
+    assert_eq!(&data[3 * PAGE_SIZE as usize..], b"later");
+    let out = (len + 10) as usize;
+    assert_eq!(&data[out..out + 3], b"out", "grown over: part of the file now");
 }
