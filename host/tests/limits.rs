@@ -184,6 +184,23 @@ fn a_hostile_guest_meets_every_limit_and_the_host_serves_another_guest_meanwhile
     );
     assert_eq!(result.unwrap(), 0, "{out}");
     assert!(out.contains("touched 4096 pages"), "{out}");
+    // The page store keeps the small file cached; the zero pages faulted in past its
+    // end went with the mapping (they were the guest's, not the file's).
+    let client = host.client().clone();
+    let p = small.clone();
+    let node = host
+        .afs_runtime()
+        .block_on(async move { client.resolve(&p).await })
+        .unwrap()
+        .unwrap();
+    let cached = host.cache().pages().get(node.fid).expect("still cached");
+    let kept =
+        std::os::unix::fs::MetadataExt::blocks(&cached.memfd_file().metadata().unwrap()) * 512;
+    println!("page store keeps {kept} bytes for the 5000-byte file after 16 MiB were mapped");
+    assert!(
+        kept <= 2 * 4096,
+        "{kept} bytes kept past the end of the file"
+    );
     change_followed(&host);
 
     // Bytes per copy: a 1 GiB read is refused before the host allocates it.
