@@ -370,9 +370,7 @@ struct RepliesFlow;
 
 impl Drop for RepliesFlow {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(&cell().script)
-            .args(["loss-replies", "0"])
-            .output();
+        let _ = cell_command().args(["loss-replies", "0"]).output();
     }
 }
 

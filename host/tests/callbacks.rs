@@ -294,7 +294,7 @@ async fn cached_reads_follow_twenty_third_party_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dirty_pages_survive_a_third_party_change_and_win_at_flush() {
+async fn dirty_pages_survive_a_third_party_change_conflict_and_win_when_told() {
     use afs::cache::manager::CacheManager;
     use std::sync::Arc;
 
@@ -320,10 +320,15 @@ async fn dirty_pages_survive_a_third_party_change_and_win_at_flush() {
         &cached_read(&cache, &path).await,
         &expect,
     );
-    let report = cache.flush(&node, FlushMode::Normal).await.unwrap();
+    // A plain flush refuses: our page was written on a version that is gone.
+    let err = cache.flush(&node, FlushMode::Normal).await.unwrap_err();
+    assert_eq!(err.kind(), afs::error::ErrorKind::Conflict, "{err}");
+    assert_same("the server keeps theirs", &afsio_read(&path), &theirs);
+    // Told to overwrite, our page wins over theirs (last writer wins, page by page).
+    let report = cache.flush(&node, FlushMode::Overwrite).await.unwrap();
     assert_eq!(report.store_calls, 1);
     assert_same(
-        "the server after our flush (last writer wins)",
+        "the server after our overwriting flush",
         &afsio_read(&path),
         &expect,
     );

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 /// The host side of the cell's veth pair, where our client is reachable from
@@ -26,7 +24,7 @@ fn client_addr() -> String {
 /// Runs `cmdebug ADDR -port PORT FLAGS...` inside the cell's namespace; returns
 /// its standard output after checking it exited 0.
 async fn cmdebug(addr: &str, port: u16, flags: &[&str]) -> String {
-    let mut cmd = Command::new(&cell().script);
+    let mut cmd = cell_command();
     cmd.args(["exec", "cmdebug", addr, "-port", &port.to_string()])
         .args(flags);
     let what = format!("{cmd:?}");

@@ -16,12 +16,8 @@ struct Restore;
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(&cell().script)
-            .args(["loss", "0"])
-            .output();
-        let _ = std::process::Command::new(&cell().script)
-            .arg("fs-start")
-            .output();
+        let _ = cell_command().args(["loss", "0"]).output();
+        let _ = cell_command().arg("fs-start").output();
     }
 }
 
@@ -80,9 +76,7 @@ async fn partition_longer_than_promises_leads_to_revalidation() {
     struct LinkUp;
     impl Drop for LinkUp {
         fn drop(&mut self) {
-            let _ = std::process::Command::new(&cell().script)
-                .args(["link", "up"])
-                .output();
+            let _ = cell_command().args(["link", "up"]).output();
         }
     }
     let _g = exclusive();

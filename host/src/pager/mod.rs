@@ -44,6 +44,7 @@ use tokio::runtime::Handle;
 use crate::afs_runtime::{block_on, RuntimeGone};
 use crate::memory::GuestRegion;
 use crate::uffd::Uffd;
+pub use crate::uffd::UffdMode;
 use lend::Lent;
 use region::{MappedFile, Region};
 use stats::add;
@@ -240,6 +241,12 @@ impl Pager {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(observer);
+    }
+
+    /// How the pager's userfaultfd was opened: as an ordinary user, it catches only
+    /// faults taken in user mode (which is all the host needs).
+    pub fn uffd_mode(&self) -> UffdMode {
+        self.uffd.mode()
     }
 
     pub fn stats(&self) -> PagerStatsSnapshot {

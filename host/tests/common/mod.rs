@@ -3,6 +3,10 @@
 //! The cell is started by the repo's own script (testcell/cell.sh), which installs
 //! OpenAFS when it is missing. Tests that break the cell (restarts, loss,
 //! partitions) take the fault lock exclusively; the others share it.
+//!
+//! The tests need no privilege themselves: testcell/test.sh runs them as an ordinary
+//! user (testcell/as-test-user), and everything that needs root goes through
+//! [`cell_command`], which runs cell.sh through `sudo -n` when we are not root.
 
 #![allow(dead_code)]
 
@@ -35,7 +39,7 @@ pub fn cell() -> &'static Cell {
     static CELL: OnceLock<Cell> = OnceLock::new();
     CELL.get_or_init(|| {
         let script = repo_root().join("testcell/cell.sh");
-        let out = Command::new(&script)
+        let out = cell_script_command(&script)
             .arg("up")
             .output()
             .expect("run testcell/cell.sh up");
@@ -45,8 +49,14 @@ pub fn cell() -> &'static Cell {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let env_path =
-            String::from_utf8(Command::new(&script).arg("env").output().unwrap().stdout).unwrap();
+        let env_path = String::from_utf8(
+            cell_script_command(&script)
+                .arg("env")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
         let text = std::fs::read_to_string(env_path.trim()).expect("read the cell's env file");
         let env: HashMap<&str, &str> = text
             .lines()
@@ -95,12 +105,28 @@ pub async fn client() -> Client {
     Client::new(config()).await.expect("start the AFS client")
 }
 
+/// A command that runs testcell/cell.sh (the cell's own script, which needs root):
+/// through `sudo -n` unless this process is root. testcell/test.sh runs the tests as an
+/// unprivileged user whom a sudoers drop-in lets run exactly this script as root
+/// (testcell/as-test-user --setup).
+pub fn cell_command() -> Command {
+    cell_script_command(&cell().script)
+}
+
+fn cell_script_command(script: &Path) -> Command {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        Command::new(script)
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("-n").arg("--").arg(script);
+        sudo
+    }
+}
+
 /// Runs `cell.sh ARGS` and returns its output; panics on failure.
 pub fn cell_sh(args: &[&str]) -> Output {
-    let out = Command::new(&cell().script)
-        .args(args)
-        .output()
-        .expect("run cell.sh");
+    let out = cell_command().args(args).output().expect("run cell.sh");
     assert!(
         out.status.success(),
         "cell.sh {args:?} failed:\n{}",

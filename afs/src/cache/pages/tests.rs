@@ -261,7 +261,10 @@ async fn flush_coalesces_adjacent_dirty_pages() {
         (3, 22, 22 * PAGE_SIZE)
     );
     assert_eq!(
-        file.flush(&*server, FlushMode::Normal).await.unwrap().store_calls,
+        file.flush(&*server, FlushMode::Normal)
+            .await
+            .unwrap()
+            .store_calls,
         0,
         "nothing left"
     );
@@ -591,7 +594,13 @@ async fn failed_stores_keep_pages_dirty() {
     store.evict();
     assert!(file.is_present(0) && file.is_present(1));
     server.fail_store.store(false, Ordering::SeqCst);
-    assert_eq!(file.flush(&*server, FlushMode::Normal).await.unwrap().pages_flushed, 2);
+    assert_eq!(
+        file.flush(&*server, FlushMode::Normal)
+            .await
+            .unwrap()
+            .pages_flushed,
+        2
+    );
     assert_eq!(server.bytes(0..8192), vec![3; 8192]);
 }
 
@@ -732,7 +741,14 @@ async fn a_change_under_unstored_writes_is_a_conflict_until_overwritten() {
     assert_eq!(file.conflict(), Some(Conflict { ours: 1, theirs: 2 }));
     let err = file.flush(&*server, FlushMode::Normal).await.unwrap_err();
     assert!(
-        matches!(err, PageError::Conflict { ours: 1, theirs: 2, .. }),
+        matches!(
+            err,
+            PageError::Conflict {
+                ours: 1,
+                theirs: 2,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(server.stores().is_empty(), "nothing stored");
@@ -741,7 +757,11 @@ async fn a_change_under_unstored_writes_is_a_conflict_until_overwritten() {
     let report = file.flush(&*server, FlushMode::Overwrite).await.unwrap();
     assert_eq!(report.pages_flushed, 1);
     assert_eq!(server.bytes(0..4096), vec![7; 4096]);
-    assert_eq!(server.bytes(8192..8198), b"theirs", "their other pages stay");
+    assert_eq!(
+        server.bytes(8192..8198),
+        b"theirs",
+        "their other pages stay"
+    );
     assert_eq!(file.conflict(), None);
 }
 
@@ -790,7 +810,9 @@ async fn bytes_written_past_the_end_through_a_mapping_are_reported_or_kept_by_ex
     ));
 
     // A whole page past the end, then the file grows over it: stored.
-    file.memfd_file().write_all_at(b"later", 3 * PAGE_SIZE).unwrap();
+    file.memfd_file()
+        .write_all_at(b"later", 3 * PAGE_SIZE)
+        .unwrap();
     file.mark_dirty(3..4);
     file.set_len(3 * PAGE_SIZE + 5).unwrap();
     file.flush(&*server, FlushMode::Normal).await.unwrap();
@@ -798,5 +820,9 @@ async fn bytes_written_past_the_end_through_a_mapping_are_reported_or_kept_by_ex
     assert_eq!(data.len() as u64, 3 * PAGE_SIZE + 5);
     assert_eq!(&data[3 * PAGE_SIZE as usize..], b"later");
     let out = (len + 10) as usize;
-    assert_eq!(&data[out..out + 3], b"out", "grown over: part of the file now");
+    assert_eq!(
+        &data[out..out + 3],
+        b"out",
+        "grown over: part of the file now"
+    );
 }
