@@ -235,12 +235,6 @@ async fn a_small_request_gets_at_most_one_datagram() {
 }
 
 /// Resident memory of this process, in KiB.
-fn vm_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Floods `to` from one socket with `per_sec` half-open calls for `len`: DATA
 /// packets that are not the last of their request, each on a new connection.
 fn flood(to: SocketAddr, per_sec: u64, len: Duration) -> u64 {

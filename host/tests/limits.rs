@@ -11,26 +11,6 @@ use afs_wasm_host::pager::{Access, PagerConfig};
 use afs_wasm_host::runtime::{CapturedOutput, GuestConfig, GuestLimits, Host, HostConfig};
 use common::*;
 
-fn put(host: &Host, path: &str, data: &[u8]) {
-    let client = host.client().clone();
-    let (path, data) = (path.to_string(), data.to_vec());
-    host.afs_runtime()
-        .block_on(async move { write_all(&client, &path, &data).await })
-        .unwrap()
-        .unwrap();
-}
-
-/// The host process's resident memory, in MiB.
-fn rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024
-}
-
 /// Runs mmap-abuse CASE ARGS with `limits`; its exit (or failure) and its stdout.
 fn abuse(host: &Host, limits: GuestLimits, args: &[&str]) -> (anyhow::Result<i32>, String) {
     let grant = host.grant(&cell().test_dir, Access::Read).unwrap();
@@ -110,7 +90,7 @@ fn a_hostile_guest_meets_every_limit_and_the_host_serves_another_guest_meanwhile
     put(&host, &small, &pattern(5000, 3));
     let follower = Follower::start(&host, &followed);
     follower.wait_for("01");
-    let rss_before = rss_mib();
+    let rss_before = vm_rss_kib() / 1024;
     let mut next = 1u8;
     // Another client (afsio) changes the followed file; the follower must see it.
     let mut change_followed = |_: &Host| {
@@ -217,7 +197,7 @@ fn a_hostile_guest_meets_every_limit_and_the_host_serves_another_guest_meanwhile
     assert!(out.contains("read 5000 bytes"), "{out}");
 
     change_followed(&host);
-    let rss_after = rss_mib();
+    let rss_after = vm_rss_kib() / 1024;
     println!("host RSS: {rss_before} MiB before the hostile guests, {rss_after} MiB after");
     // The guests' memories and mapped zero pages are gone with them: what stays is
     // compiled code and allocator slack, far below one guest's 64 MiB memory limit.

@@ -20,16 +20,6 @@ fn host_with(pager: PagerConfig) -> Host {
     Host::new(HostConfig::new(config(), pager)).expect("start the host")
 }
 
-/// Writes `data` as a new file with our own client (on the host's runtime).
-fn put(host: &Host, path: &str, data: &[u8]) {
-    let client = host.client().clone();
-    let (path, data) = (path.to_string(), data.to_vec());
-    host.afs_runtime()
-        .block_on(async move { write_all(&client, &path, &data).await })
-        .unwrap()
-        .unwrap();
-}
-
 fn run_captured(host: &Host, wasm: &str, args: &[&str], access: Access) -> (i32, String) {
     let grant = host.grant(&cell().test_dir, access).unwrap();
     let mut config = GuestConfig::new(wasm).grant(grant);

@@ -6,22 +6,26 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `afs-wasm run --grant TEST_DIR:rw [OPTS] mmap-abuse ARGS`, to completion.
-fn abuse(opts: &[&str], args: &[&str]) -> Output {
-    afs_wasm()
-        .arg("run")
+/// `afs-wasm run --grant TEST_DIR:rw [OPTS] mmap-abuse ARGS`.
+fn abuse_command(opts: &[&str], args: &[&str]) -> Command {
+    let mut cmd = afs_wasm();
+    cmd.arg("run")
         .arg("--grant")
         .arg(format!("{}:rw", cell().test_dir))
         .args(opts)
         .arg(guest("mmap-abuse"))
-        .args(args)
-        .output()
-        .expect("run afs-wasm")
+        .args(args);
+    cmd
+}
+
+/// [`abuse_command`], to completion.
+fn abuse(opts: &[&str], args: &[&str]) -> Output {
+    abuse_command(opts, args).output().expect("run afs-wasm")
 }
 
 fn text(b: &[u8]) -> String {
@@ -36,13 +40,7 @@ struct Paused {
 
 impl Paused {
     fn start(opts: &[&str], args: &[&str]) -> Self {
-        let mut child = afs_wasm()
-            .arg("run")
-            .arg("--grant")
-            .arg(format!("{}:rw", cell().test_dir))
-            .args(opts)
-            .arg(guest("mmap-abuse"))
-            .args(args)
+        let mut child = abuse_command(opts, args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -149,36 +147,45 @@ fn another_clients_change_under_unstored_writes_is_a_conflict() {
     assert_eq!(afsio_read(&path), b"theirs!!");
 }
 
+/// A guest writes `text` through a mapping, the fileserver stops, and the guest exits
+/// (so its store is due) with `--store-retry retry`; the fileserver starts again after
+/// `back_after`, or after the guest ended. The path and the run's output.
+fn exit_with_the_server_down(
+    text: &str,
+    retry: &str,
+    back_after: Option<Duration>,
+) -> (String, Output) {
+    let path = unique_path("retry");
+    afsio_write(&path, b"........");
+    let guest = Paused::start(
+        &["--store-retry", retry],
+        &["conflict", &path, text, "exit"],
+    );
+    cell_sh(&["fs-stop"]);
+    let restart = back_after.map(|after| {
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            cell_sh(&["fs-start"]);
+        })
+    });
+    let out = guest.finish();
+    match restart {
+        Some(r) => r.join().unwrap(),
+        None => drop(cell_sh(&["fs-start"])),
+    }
+    (path, out)
+}
+
 #[test]
 fn a_store_at_exit_waits_for_the_fileserver_within_the_bound_then_fails_naming_the_file() {
     let _g = exclusive();
     // The server comes back within the bound: stored.
-    let path = unique_path("retry");
-    afsio_write(&path, b"........");
-    let guest = Paused::start(
-        &["--store-retry", "120s"],
-        &["conflict", &path, "KEPT", "exit"],
-    );
-    cell_sh(&["fs-stop"]);
-    let restart = std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(3));
-        cell_sh(&["fs-start"]);
-    });
-    let out = guest.finish();
-    restart.join().unwrap();
+    let (path, out) = exit_with_the_server_down("KEPT", "120s", Some(Duration::from_secs(3)));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(afsio_read(&path), b"KEPT....");
 
     // It does not: the run fails, naming the file and the reason.
-    let path = unique_path("retry-fails");
-    afsio_write(&path, b"........");
-    let guest = Paused::start(
-        &["--store-retry", "2s"],
-        &["conflict", &path, "LOST", "exit"],
-    );
-    cell_sh(&["fs-stop"]);
-    let out = guest.finish();
-    cell_sh(&["fs-start"]);
+    let (path, out) = exit_with_the_server_down("LOST", "2s", None);
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "a lost write must fail the run");
     assert!(

@@ -310,3 +310,20 @@ impl Drop for GuestProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Writes `data` as a whole file with the host's own client (on its runtime).
+pub fn put(host: &afs_wasm_host::runtime::Host, path: &str, data: &[u8]) {
+    let client = host.client().clone();
+    let (path, data) = (path.to_string(), data.to_vec());
+    host.afs_runtime()
+        .block_on(async move { write_all(&client, &path, &data).await })
+        .unwrap()
+        .unwrap();
+}
+
+/// This process's resident memory, in KiB.
+pub fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
