@@ -21,7 +21,7 @@ if $root; then
 else
     sudo -n "$repo/testcell/cell.sh" up
 fi
-guests=(afs-guest mmap-reader mmap-writer plugin-guest mmap-probe mmap-bench mmap-abuse)
+guests=(afs-guest mmap-reader mmap-writer plugin-guest mmap-probe mmap-bench mmap-abuse fs-suite)
 cargo fmt --all --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --target wasm32-wasip2 --all-targets --locked "${guests[@]/#/-p}" -- -D warnings

@@ -26,7 +26,8 @@ pub const SERVICE: u16 = 1;
 pub const PORT: u16 = 7000;
 
 pub use p::{
-    BulkStatusReply, CreateReply, FetchStatusReply, RenameReply, StatusReply, SymlinkReply,
+    BulkStatusReply, CreateReply, FetchStatusReply, LinkReply, RenameReply, StatusReply,
+    SymlinkReply,
 };
 
 /// Where a StoreData64 writes and the file's length afterwards.
@@ -354,6 +355,23 @@ impl FileServer {
         let req = args(p::rename_args(old_dir, old, new_dir, new))?;
         self.call(&self.stats.other, &req, p::decode_rename_reply)
             .await
+    }
+
+    /// A hard link named `name` in `dir` to `existing` (in the same directory).
+    pub async fn link(&self, dir: Fid, name: &str, existing: Fid) -> Result<LinkReply> {
+        let req = args(p::link_args(dir, name, existing))?;
+        self.call(&self.stats.other, &req, p::decode_link_reply)
+            .await
+    }
+
+    /// Changes a file's metadata (modification time, mode, owner) without its data.
+    pub async fn store_status(&self, fid: Fid, status: &StoreStatus) -> Result<StatusReply> {
+        self.call(
+            &self.stats.other,
+            &p::store_status_args(fid, status),
+            p::decode_store_reply,
+        )
+        .await
     }
 
     pub async fn get_volume_status(&self, volume: u32) -> Result<FetchVolumeStatus> {

@@ -143,6 +143,16 @@ pub enum ErrorKind {
     Conflict,
     /// Bytes written through a mapping past the end of the file, not stored.
     WrittenPastEnd,
+    /// A rename or hard link across volumes (or, for links, across directories).
+    CrossDevice,
+    /// An argument the server or client refuses as such (EINVAL).
+    InvalidArgument,
+    /// A name longer than AFS allows (255 bytes).
+    NameTooLong,
+    /// Too many levels of symbolic links.
+    Loop,
+    /// Too many hard links to one file.
+    TooManyLinks,
 }
 
 impl ErrorKind {
@@ -167,6 +177,11 @@ impl ErrorKind {
             Self::Other => 5,
             Self::Conflict => 16,       // EBUSY
             Self::WrittenPastEnd => 27, // EFBIG
+            Self::CrossDevice => 18,
+            Self::InvalidArgument => 22,
+            Self::NameTooLong => 36,
+            Self::Loop => 40,
+            Self::TooManyLinks => 31,
         }
     }
 
@@ -365,15 +380,15 @@ fn errno_meaning(code: i32) -> Option<&'static Meaning> {
         (13, m("EACCES", "permission denied", PermissionDenied)),
         (16, m("EBUSY", "device or resource busy", VolumeBusy)),
         (17, m("EEXIST", "file exists", Exists)),
-        (18, m("EXDEV", "cross-volume link or rename", Other)),
+        (18, m("EXDEV", "cross-volume link or rename", CrossDevice)),
         (20, m("ENOTDIR", "not a directory", NotDirectory)),
         (21, m("EISDIR", "is a directory", IsDirectory)),
-        (22, m("EINVAL", "invalid argument", Other)),
+        (22, m("EINVAL", "invalid argument", InvalidArgument)),
         (27, m("EFBIG", "file too large", NoSpace)),
         (28, m("ENOSPC", "no space left on device", NoSpace)),
         (30, m("EROFS", "read-only volume", ReadOnly)),
-        (31, m("EMLINK", "too many links", Other)),
-        (36, m("ENAMETOOLONG", "file name too long", Other)),
+        (31, m("EMLINK", "too many links", TooManyLinks)),
+        (36, m("ENAMETOOLONG", "file name too long", NameTooLong)),
         (39, m("ENOTEMPTY", "directory not empty", NotEmpty)),
         (66, m("ENOTEMPTY", "directory not empty", NotEmpty)),
     ];
@@ -450,11 +465,11 @@ static UAE_TABLE: [Meaning; 123] = {
         m("UAENOTBLK", "block device required", Other),
         m("UAEBUSY", "device or resource busy", VolumeBusy),
         m("UAEEXIST", "file exists", Exists),
-        m("UAEXDEV", "cross-volume link or rename", Other),
+        m("UAEXDEV", "cross-volume link or rename", CrossDevice),
         m("UAENODEV", "no such device", Other),
         m("UAENOTDIR", "not a directory", NotDirectory),
         m("UAEISDIR", "is a directory", IsDirectory),
-        m("UAEINVAL", "invalid argument", Other),
+        m("UAEINVAL", "invalid argument", InvalidArgument),
         m("UAENFILE", "file table overflow", Other),
         m("UAEMFILE", "too many open files", Other),
         m("UAENOTTY", "inappropriate ioctl", Other),
@@ -463,16 +478,16 @@ static UAE_TABLE: [Meaning; 123] = {
         m("UAENOSPC", "no space left on device", NoSpace),
         m("UAESPIPE", "illegal seek", Other),
         m("UAEROFS", "read-only volume", ReadOnly),
-        m("UAEMLINK", "too many links", Other),
+        m("UAEMLINK", "too many links", TooManyLinks),
         m("UAEPIPE", "broken pipe", Other),
         m("UAEDOM", "argument out of domain", Other),
         m("UAERANGE", "result out of range", Other),
         m("UAEDEADLK", "resource deadlock avoided", Other),
-        m("UAENAMETOOLONG", "file name too long", Other),
+        m("UAENAMETOOLONG", "file name too long", NameTooLong),
         m("UAENOLCK", "no locks available", Other),
         m("UAENOSYS", "function not implemented", Other),
         m("UAENOTEMPTY", "directory not empty", NotEmpty),
-        m("UAELOOP", "too many levels of symbolic links", Other),
+        m("UAELOOP", "too many levels of symbolic links", Loop),
         m("UAEWOULDBLOCK", "operation would block", VolumeBusy),
         m("UAENOMSG", "no message of desired type", Other),
         m("UAEIDRM", "identifier removed", Other),

@@ -6,22 +6,34 @@ impl Client {
     /// Lists a directory with the status of each entry (InlineBulkStatus, 50 at a time).
     pub async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
         let dir = self.resolve(path).await?;
-        let entries = self.read_dir(&dir).await.map_err(|e| e.at(path))?;
+        self.list_node(&dir).await.map_err(|e| e.at(path))
+    }
+
+    /// The entries of the directory `dir` but `.` and `..`, sorted by name, each with
+    /// its status: from the validity table while its promise holds, else from
+    /// InlineBulkStatus (50 at a time), whose promises are recorded.
+    pub async fn list_node(&self, dir: &Node) -> Result<Vec<DirEntry>> {
+        let entries = self.read_dir(dir).await?;
         let mut out: Vec<DirEntry> = entries
             .entries()
             .filter(|e| !e.is_dot_or_dotdot())
-            .map(|e| DirEntry {
-                name: e.name_str().into_owned(),
-                fid: e.fid(dir.fid.volume),
-                status: None,
+            .map(|e| {
+                let fid = e.fid(dir.fid.volume);
+                DirEntry {
+                    name: e.name_str().into_owned(),
+                    fid,
+                    status: self.cached_node(&dir.cell, fid).map(|n| n.status),
+                }
             })
             .collect();
-        let fs = self.file_server(&dir);
-        for batch in out.chunks_mut(crate::types::AFS_CB_MAX) {
+        let fs = self.file_server(dir);
+        let mut missing: Vec<&mut DirEntry> =
+            out.iter_mut().filter(|e| e.status.is_none()).collect();
+        for batch in missing.chunks_mut(crate::types::AFS_CB_MAX) {
             let fids: Vec<Fid> = batch.iter().map(|e| e.fid).collect();
             self.introduce(fs.addr()).await;
             let stamps = self.coherence.stamp_all(&fids, fs.addr());
-            let reply = fs.inline_bulk_status(&fids).await.map_err(|e| e.at(path))?;
+            let reply = fs.inline_bulk_status(&fids).await?;
             self.coherence
                 .note_volume(dir.fid.volume, reply.volsync.creation_date);
             for ((entry, st), stamp) in batch.iter_mut().zip(reply.entries).zip(stamps) {
@@ -149,49 +161,30 @@ impl Client {
     }
 
     async fn lookup_in(&self, dir: &Node, name: &str) -> Result<Option<Fid>> {
-        let entries = self.read_dir(dir).await?;
-        Ok(entries.lookup(name).map(|e| e.fid(dir.fid.volume)))
+        self.lookup(dir, name).await
     }
 
     /// Removes a file (or symlink, or mount point).
     pub async fn remove(&self, path: &str) -> Result<()> {
         let (dir, name) = self.resolve_parent(path).await?;
-        let reply = self
-            .file_server(&dir)
-            .remove_file(dir.fid, &name)
-            .await
-            .map_err(|e| e.at(path))?;
-        self.note_own_change(dir.fid, reply.status);
-        Ok(())
+        self.remove_in(&dir, &name).await.map_err(|e| e.at(path))
     }
 
     /// Removes an empty directory.
     pub async fn remove_dir(&self, path: &str) -> Result<()> {
         let (dir, name) = self.resolve_parent(path).await?;
-        let reply = self
-            .file_server(&dir)
-            .remove_dir(dir.fid, &name)
+        self.remove_dir_in(&dir, &name)
             .await
-            .map_err(|e| match e.kind() {
-                // OpenAFS fileservers answer EEXIST for a directory that is not empty.
-                ErrorKind::Exists => Error::local(ErrorKind::NotEmpty, "directory not empty"),
-                _ => e,
-            })
-            .map_err(|e| e.at(path))?;
-        self.note_own_change(dir.fid, reply.status);
-        Ok(())
+            .map_err(|e| e.at(path))
     }
 
     pub async fn mkdir(&self, path: &str) -> Result<Fid> {
         let (dir, name) = self.resolve_parent(path).await?;
-        let status = StoreStatus::new().with_mode(0o755);
-        let fs = self.file_server(&dir);
-        let reply = fs
-            .make_dir(dir.fid, &name, &status)
+        let node = self
+            .make_dir_in(&dir, &name, 0o755)
             .await
             .map_err(|e| e.at(path))?;
-        self.note_created(&dir, &reply);
-        Ok(reply.fid)
+        Ok(node.fid)
     }
 
     /// Makes a mount point at `path` (a symlink with mode 0644 and `#vol.` contents).
@@ -206,13 +199,8 @@ impl Client {
 
     async fn make_symlink(&self, path: &str, target: &str, mode: u32) -> Result<Fid> {
         let (dir, name) = self.resolve_parent(path).await?;
-        let status = StoreStatus::new().with_mode(mode);
-        let reply = self
-            .file_server(&dir)
-            .symlink(dir.fid, &name, target, &status)
+        self.symlink_in(&dir, &name, target, mode)
             .await
-            .map_err(|e| e.at(path))?;
-        self.note_own_change(dir.fid, reply.dir_status);
-        Ok(reply.fid)
+            .map_err(|e| e.at(path))
     }
 }

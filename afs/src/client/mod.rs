@@ -28,10 +28,11 @@ use crate::rpc::{Error, Result};
 use crate::types::{CallBack, FetchStatus, Fid, FileType, StoreStatus, Uuid, VolumeType};
 use crate::vl::{VlClient, VolumeLocation};
 
+mod entries;
 mod files;
 mod resolve;
 
-pub use resolve::{Confinement, Step};
+pub use resolve::{Confinement, Follow, Step};
 
 /// How many symlinks one resolution may follow.
 const MAX_SYMLINKS: usize = 16;

@@ -70,6 +70,14 @@ impl<F: FnMut(&Step<'_>) -> Result<()> + Send> Confinement for F {
     }
 }
 
+/// Whether a resolution follows a symlink or mount point that is the last component
+/// of the path (those before it are always followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    All,
+    NotLast,
+}
+
 /// Every step allowed.
 struct Unconfined;
 
@@ -138,7 +146,7 @@ impl Client {
 
     /// The whole contents of a small file (directories, symlinks), fetched again
     /// only when its data version moved.
-    async fn fetch_all(&self, node: &Node) -> Result<Arc<Vec<u8>>> {
+    pub(super) async fn fetch_all(&self, node: &Node) -> Result<Arc<Vec<u8>>> {
         let version = node.status.data_version();
         let cached = self
             .contents
@@ -200,7 +208,7 @@ impl Client {
         self.fetch_status(cell, fid).await
     }
 
-    fn cached_node(&self, cell: &str, fid: Fid) -> Option<Node> {
+    pub(super) fn cached_node(&self, cell: &str, fid: Fid) -> Option<Node> {
         let now = Instant::now();
         let (status, server, expires) = self.coherence.cached(fid)?;
         let loc = self
@@ -242,20 +250,44 @@ impl Client {
         path: &str,
         confinement: &mut dyn Confinement,
     ) -> Result<Node> {
-        self.resolve_parsed(AfsPath::parse(path)?, true, confinement)
+        self.resolve_confined_with(path, Follow::All, confinement)
+            .await
+    }
+
+    /// [`resolve_confined`](Self::resolve_confined), with a say in whether a symlink
+    /// or mount point that is the path's last component is followed (as `open(2)` with
+    /// `O_NOFOLLOW`, `lstat(2)`, `readlink(2)` and `unlink(2)` do not follow it).
+    pub async fn resolve_confined_with(
+        &self,
+        path: &str,
+        follow: Follow,
+        confinement: &mut dyn Confinement,
+    ) -> Result<Node> {
+        self.resolve_parsed(AfsPath::parse(path)?, follow, confinement)
             .await
             .map_err(|e| e.at(path))
     }
 
     /// Resolves the parent of a path; returns it with the final name.
     pub async fn resolve_parent(&self, path: &str) -> Result<(Node, String)> {
+        self.resolve_parent_confined(path, &mut Unconfined).await
+    }
+
+    /// Resolves the parent of a path, confined as
+    /// [`resolve_confined`](Self::resolve_confined) is; returns it with the final
+    /// name (which is not looked up).
+    pub async fn resolve_parent_confined(
+        &self,
+        path: &str,
+        confinement: &mut dyn Confinement,
+    ) -> Result<(Node, String)> {
         let parsed = AfsPath::parse(path)?;
         let (parent, name) = parsed.split_last().ok_or_else(|| {
             Error::local(ErrorKind::Other, "the cell root has no parent").at(path)
         })?;
         let name = name.to_string();
         let dir = self
-            .resolve_parsed(parent, true, &mut Unconfined)
+            .resolve_parsed(parent, Follow::All, confinement)
             .await
             .map_err(|e| e.at(path))?;
         Ok((dir, name))
@@ -268,7 +300,7 @@ impl Client {
     async fn resolve_parsed(
         &self,
         path: AfsPath,
-        follow_last: bool,
+        follow: Follow,
         confinement: &mut dyn Confinement,
     ) -> Result<Node> {
         let mut here = AfsPath {
@@ -287,7 +319,7 @@ impl Client {
                 .fid(dir.fid.volume);
             let mut node = self.status(&dir.cell, fid).await?;
             let last = pending.is_empty();
-            if node.status.file_type == FileType::Symlink && (!last || follow_last) {
+            if node.status.file_type == FileType::Symlink && (!last || follow == Follow::All) {
                 let mut at = here.clone();
                 at.components.push(name.clone());
                 let contents = self.fetch_all(&node).await?;
@@ -303,12 +335,18 @@ impl Client {
                     symlinks += 1;
                     if symlinks > MAX_SYMLINKS {
                         return Err(Error::local(
-                            ErrorKind::Other,
+                            ErrorKind::Loop,
                             "too many levels of symbolic links",
                         ));
                     }
                     let text = String::from_utf8_lossy(&contents).into_owned();
-                    let to = expand(&here, &text)?;
+                    let to = expand(&here, &text).map_err(|_| {
+                        // A local path (`/etc`): this client reaches only AFS.
+                        Error::local(
+                            ErrorKind::Confined,
+                            format!("symlink {at} leads to {text}, outside AFS"),
+                        )
+                    })?;
                     confinement.check(&Step::Symlink {
                         at: &at,
                         text: &text,

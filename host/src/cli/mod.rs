@@ -64,8 +64,8 @@ pub enum Command {
     },
     /// Make a symbolic link at PATH pointing at TARGET.
     Ln { target: String, path: String },
-    /// Run a wasm guest (a wasm32-wasip2 command component) that may open and map the
-    /// AFS files it is granted.
+    /// Run a wasm guest (a wasm32-wasip2 command component, or a wasm32-wasip1 command
+    /// module) that may open and map the AFS files it is granted.
     Run(run::RunArgs),
     /// Print a line each time one of the files changes.
     Watch {
@@ -81,8 +81,11 @@ pub enum Command {
 
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
-        1 => "debug",
+        // wasmtime's code cache warns when it cannot store an entry (another process
+        // writing it, a read-only directory): no concern of the user's, the run goes on.
+        0 => "warn,wasmtime_internal_cache=error",
+        // wit-component's debug lines (adapting a wasm32-wasip1 module) drown ours.
+        1 => "debug,wit_parser=info,wit_component=info",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("AFS_LOG")

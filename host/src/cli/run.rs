@@ -1,5 +1,7 @@
 //! `afs-wasm run`: runs a command guest with AFS grants, in the spirit of `wasmtime run`
-//! (stdio inherited, args passed, the guest's exit code becomes ours).
+//! (stdio inherited, args passed, the guest's exit code becomes ours; components and
+//! wasm32-wasip1 modules; `-W` for limits and wasm proposals, `-C cache` for the code
+//! cache, with wasmtime's names).
 //!
 //! It runs on the calling thread, outside any tokio runtime: the host has its own AFS
 //! runtime, and WASI's sync bindings must not run inside another.
@@ -8,9 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use afs::client::ClientConfig;
+use afs_wasm_host::filesystem::DirArg;
 use afs_wasm_host::pager::{OnUnreachable, PagerConfig};
 use afs_wasm_host::runtime::{
-    parse_bytes, parse_duration, Grant, GuestConfig, GuestLimits, Host, HostConfig,
+    parse_bytes, parse_duration, CodeCache, FeatureError, Grant, GuestConfig, GuestLimits, Host,
+    HostConfig, WasmFeature, WasmFeatures,
 };
 use anyhow::{bail, Context, Result};
 
@@ -28,6 +32,13 @@ pub struct RunArgs {
     /// `--grant /afs/example.org/data:rw,mounts`.
     #[arg(long = "grant", value_name = "PATH[:ro|:rw][,mounts][,links]")]
     pub grants: Vec<String>,
+    /// Give the guest a directory for `wasi:filesystem` (std::fs, fopen, ...), as
+    /// `wasmtime run --dir` does: HOST seen by the guest as GUEST (default: HOST),
+    /// read-write unless `:ro`. HOST is an `/afs/...` directory (served from the AFS
+    /// cache, coherent, and a grant too, with the grant options `mounts` and `links`)
+    /// or a local one. E.g. `--dir /afs/example.org/data::/data:ro`.
+    #[arg(long = "dir", value_name = "HOST[::GUEST][:ro|:rw][,mounts][,links]")]
+    pub dirs: Vec<String>,
     /// What a page fault does when no fileserver answers: serve the cached bytes
     /// (`stale`), trap naming the file (`trap`), or retry up to SECS, then trap.
     #[arg(long, value_name = "stale|trap|wait=SECS", value_parser = parse_on_unreachable)]
@@ -35,11 +46,22 @@ pub struct RunArgs {
     /// Set an environment variable for the guest.
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
-    /// wasmtime-style options, comma-separated: `max-memory-size=BYTES` (each linear
-    /// memory; default 1G) and `timeout=DURATION` (wall-clock run time, like `10s`;
-    /// default none). A guest past a limit traps with a message naming it.
-    #[arg(short = 'W', value_name = "KEY=VALUE[,...]")]
+    /// wasmtime-style options, comma-separated (`-W help` lists them):
+    /// `max-memory-size=BYTES` (each linear memory; default 1G), `timeout=DURATION`
+    /// (wall-clock run time, like `10s`; default none), and wasm proposals by wasmtime's
+    /// names, `NAME[=y|n]`: on by default `exceptions`, `gc`, `function-references`,
+    /// `reference-types`, `tail-call`, `simd`, `relaxed-simd`, `multi-memory`,
+    /// `memory64`, `bulk-memory`, `multi-value`, `extended-const`; off by default
+    /// `wide-arithmetic`, `custom-page-sizes`. `threads` is refused: guest memories
+    /// cannot be shared. A guest past a limit traps with a message naming it.
+    #[arg(short = 'W', long = "wasm", value_name = "KEY[=VALUE][,...]")]
     pub wasm: Vec<String>,
+    /// Compilation options, comma-separated, as wasmtime's `-C`: `cache[=y|n]` (keep
+    /// compiled code on disk between runs, in $XDG_CACHE_HOME/afs-wasm or
+    /// ~/.cache/afs-wasm; default y; a directory that cannot be written means no cache)
+    /// and `cache-config=FILE` (a wasmtime cache configuration, TOML).
+    #[arg(short = 'C', long = "codegen", value_name = "KEY[=VALUE][,...]")]
+    pub codegen: Vec<String>,
     /// Most mappings the guest may hold at once (default 1024).
     #[arg(long, value_name = "N")]
     pub max_mappings: Option<usize>,
@@ -54,8 +76,9 @@ pub struct RunArgs {
     /// (default 30s); then the run fails, naming the file.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub store_retry: Option<Duration>,
-    /// The guest component (wasm32-wasip2), then its arguments. Everything after
-    /// GUEST.wasm goes to the guest, options included.
+    /// The guest: a command component (wasm32-wasip2) or a wasm32-wasip1 command
+    /// module (run through the WASI preview1 adapter), then its arguments. Everything
+    /// after GUEST.wasm goes to the guest, options included.
     #[arg(
         value_name = "GUEST.wasm [ARGS]",
         required = true,
@@ -81,18 +104,124 @@ fn parse_on_unreachable(s: &str) -> Result<OnUnreachable, String> {
     }
 }
 
-/// The guest's limits: the defaults, then `-W` and the `--max-*` flags.
-fn limits(args: &RunArgs) -> Result<GuestLimits> {
-    let mut limits = GuestLimits::default();
-    for opt in args.wasm.iter().flat_map(|w| w.split(',')) {
-        let (key, value) = opt.split_once('=').unwrap_or((opt, ""));
+/// What `-W` says.
+#[derive(Debug, Default, PartialEq)]
+struct WasmOptions {
+    max_memory_size: Option<u64>,
+    timeout: Option<Duration>,
+    features: WasmFeatures,
+}
+
+/// The `-W` keys that are not wasm features.
+const WASM_LIMITS: &str = "max-memory-size=BYTES, timeout=DURATION";
+
+/// `-W help`.
+fn wasm_help() -> String {
+    let mut help = String::from(
+        "-W options (comma-separated, or -W repeated):\n  \
+         max-memory-size=BYTES  most bytes each linear memory may grow to (default 1G)\n  \
+         timeout=DURATION       wall-clock time the guest may run (default none)\n\
+         wasm proposals, NAME[=y|n] (NAME alone: y):\n",
+    );
+    for f in WasmFeature::all() {
+        let default = if f.default_enabled() { "y" } else { "n" };
+        help.push_str(&format!("  {:<22} default {default}\n", f.name()));
+    }
+    help.push_str("refused: threads, shared-memory (guest memories cannot be shared)\n");
+    help
+}
+
+/// `-C help`.
+const CODEGEN_HELP: &str = "-C options (comma-separated, or -C repeated):\n  \
+    cache[=y|n]        keep compiled code on disk between runs (default y), in \
+    $XDG_CACHE_HOME/afs-wasm or ~/.cache/afs-wasm\n  \
+    cache-config=FILE  a wasmtime cache configuration file (TOML) to use instead\n";
+
+/// A wasmtime-style boolean: nothing, `y`, `yes`, `true`, or `n`, `no`, `false`.
+fn parse_flag(opt: &str, value: Option<&str>) -> Result<bool> {
+    match value {
+        None | Some("y" | "yes" | "true") => Ok(true),
+        Some("n" | "no" | "false") => Ok(false),
+        Some(v) => bail!("{opt}: {v:?} is not y or n"),
+    }
+}
+
+/// Each `KEY[=VALUE]` of comma-separated option lists.
+fn options(values: &[String]) -> impl Iterator<Item = (&str, &str, Option<&str>)> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .filter(|o| !o.is_empty())
+        .map(|opt| match opt.split_once('=') {
+            Some((key, value)) => (opt, key, Some(value)),
+            None => (opt, opt, None),
+        })
+}
+
+/// Parses `-W` values.
+fn parse_wasm_options(values: &[String]) -> Result<WasmOptions> {
+    let mut w = WasmOptions::default();
+    for (opt, key, value) in options(values) {
+        let value_of = || value.with_context(|| format!("-W {key}: needs a value ({key}=...)"));
         match key {
             "max-memory-size" => {
-                limits.max_memory_bytes = parse_bytes(value).map_err(anyhow::Error::msg)?
+                w.max_memory_size =
+                    Some(parse_bytes(value_of()?).map_err(|e| anyhow::anyhow!("-W {opt}: {e}"))?)
             }
-            "timeout" => limits.timeout = Some(parse_duration(value).map_err(anyhow::Error::msg)?),
-            _ => bail!("-W {opt}: unknown option (known: max-memory-size=BYTES, timeout=DURATION)"),
+            "timeout" => {
+                w.timeout = Some(
+                    parse_duration(value_of()?).map_err(|e| anyhow::anyhow!("-W {opt}: {e}"))?,
+                )
+            }
+            _ => {
+                let feature = WasmFeature::from_name(key).map_err(|e| match e {
+                    FeatureError::Unknown(_) => anyhow::anyhow!(
+                        "-W {e} (known: {WASM_LIMITS}, {}; -W help describes them)",
+                        WasmFeature::all()
+                            .map(|f| format!("{f}[=y|n]"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    FeatureError::Refused { .. } => anyhow::anyhow!("-W {e}"),
+                })?;
+                w.features
+                    .set(feature, parse_flag(&format!("-W {key}"), value)?);
+            }
         }
+    }
+    Ok(w)
+}
+
+/// Parses `-C` values into the code cache to use.
+fn parse_codegen_options(values: &[String]) -> Result<CodeCache> {
+    let (mut cache, mut config) = (true, None);
+    for (_, key, value) in options(values) {
+        match key {
+            "cache" => cache = parse_flag("-C cache", value)?,
+            "cache-config" => {
+                let file = value.filter(|v| !v.is_empty());
+                config = Some(PathBuf::from(
+                    file.context("-C cache-config: needs a FILE")?,
+                ));
+            }
+            _ => bail!("-C {key}: unknown option (known: cache[=y|n], cache-config=FILE)"),
+        }
+    }
+    Ok(match (cache, config) {
+        (false, _) => CodeCache::Off,
+        (true, Some(file)) => CodeCache::ConfigFile(file),
+        (true, None) => CodeCache::Default,
+    })
+}
+
+/// The guest's limits: the defaults, then `-W` and the `--max-*` flags.
+fn limits(args: &RunArgs, wasm: &WasmOptions) -> Result<GuestLimits> {
+    let mut limits = GuestLimits::default();
+    if let Some(n) = wasm.max_memory_size {
+        limits.max_memory_bytes = n;
+    }
+    if wasm.timeout.is_some() {
+        limits.timeout = wasm.timeout;
     }
     if let Some(n) = args.max_mappings {
         limits.max_mappings = n;
@@ -115,7 +244,19 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 
 /// Runs the guest; returns its exit code.
 pub fn run(client: ClientConfig, cell: Option<String>, args: RunArgs) -> Result<i32> {
-    let limits = limits(&args)?;
+    let asks_help = |values: &[String]| options(values).any(|(opt, _, _)| opt == "help");
+    if asks_help(&args.wasm) || asks_help(&args.codegen) {
+        if asks_help(&args.wasm) {
+            print!("{}", wasm_help());
+        }
+        if asks_help(&args.codegen) {
+            print!("{CODEGEN_HELP}");
+        }
+        return Ok(0);
+    }
+    let wasm_options = parse_wasm_options(&args.wasm)?;
+    let code_cache = parse_codegen_options(&args.codegen)?;
+    let limits = limits(&args, &wasm_options)?;
     let mut command = args.command.into_iter();
     let wasm = PathBuf::from(command.next().context("no guest given")?);
     if !wasm.is_file() {
@@ -130,6 +271,8 @@ pub fn run(client: ClientConfig, cell: Option<String>, args: RunArgs) -> Result<
     }
     let mut config = HostConfig::new(client, pager);
     config.default_cell = cell;
+    config.wasm_features = wasm_options.features;
+    config.code_cache = code_cache;
     let host = Host::new(config)?;
     let grants = args
         .grants
@@ -145,12 +288,113 @@ pub fn run(client: ClientConfig, cell: Option<String>, args: RunArgs) -> Result<
         || wasm.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
+    let dirs = args
+        .dirs
+        .iter()
+        .map(|d| DirArg::parse(d, host.default_cell()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("bad --dir")?;
     let mut guest = GuestConfig::new(program);
     guest.grants = grants;
+    guest.dirs = dirs;
     guest.args.extend(command);
     guest.env = args.env;
     guest.limits = limits;
     let result = host.run_command(&wasm, guest);
     host.shutdown();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(values: &[&str]) -> Result<WasmOptions> {
+        parse_wasm_options(&values.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+    }
+
+    fn c(values: &[&str]) -> Result<CodeCache> {
+        parse_codegen_options(&values.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn wasm_options_take_limits_and_features() {
+        assert_eq!(w(&[]).unwrap(), WasmOptions::default());
+        let o = w(&[
+            "max-memory-size=64M,timeout=2s",
+            "exceptions=n",
+            "wide-arithmetic",
+        ])
+        .unwrap();
+        assert_eq!(o.max_memory_size, Some(64 << 20));
+        assert_eq!(o.timeout, Some(Duration::from_secs(2)));
+        assert_eq!(o.features.get(WasmFeature::Exceptions), Some(false));
+        assert_eq!(o.features.get(WasmFeature::WideArithmetic), Some(true));
+        assert_eq!(o.features.get(WasmFeature::Gc), None);
+        // wasmtime's booleans; the last word wins.
+        for (v, on) in [
+            ("y", true),
+            ("yes", true),
+            ("true", true),
+            ("n", false),
+            ("no", false),
+        ] {
+            let o = w(&[&format!("tail-call={v}")]).unwrap();
+            assert_eq!(o.features.get(WasmFeature::TailCall), Some(on), "{v}");
+        }
+        let o = w(&["simd=n", "simd"]).unwrap();
+        assert_eq!(o.features.get(WasmFeature::Simd), Some(true));
+        for name in [
+            "exceptions",
+            "gc",
+            "function-references",
+            "tail-call",
+            "simd",
+            "relaxed-simd",
+            "multi-memory",
+            "memory64",
+        ] {
+            assert!(w(&[name]).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn bad_wasm_options_say_what_is_wrong() {
+        let e = w(&["threads"]).unwrap_err().to_string();
+        assert!(
+            e.contains("threads: not supported") && !e.contains("known:"),
+            "{e}"
+        );
+        let e = w(&["frob=1"]).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown") && e.contains("exceptions[=y|n]"),
+            "{e}"
+        );
+        let e = w(&["exceptions=maybe"]).unwrap_err().to_string();
+        assert!(e.contains("not y or n"), "{e}");
+        let e = w(&["timeout"]).unwrap_err().to_string();
+        assert!(e.contains("needs a value"), "{e}");
+        assert!(w(&["max-memory-size=lots"]).is_err());
+        assert!(wasm_help().contains("exceptions") && wasm_help().contains("default y"));
+    }
+
+    #[test]
+    fn codegen_options_choose_the_cache() {
+        assert_eq!(c(&[]).unwrap(), CodeCache::Default);
+        assert_eq!(c(&["cache"]).unwrap(), CodeCache::Default);
+        assert_eq!(c(&["cache=n"]).unwrap(), CodeCache::Off);
+        assert_eq!(
+            c(&["cache-config=/etc/w.toml"]).unwrap(),
+            CodeCache::ConfigFile("/etc/w.toml".into())
+        );
+        assert_eq!(
+            c(&["cache-config=/w.toml,cache=no"]).unwrap(),
+            CodeCache::Off
+        );
+        assert!(c(&["cache-config="]).is_err());
+        assert!(c(&["opt-level=2"])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown"));
+    }
 }

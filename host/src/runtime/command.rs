@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context;
 use tracing::Instrument;
 use wasmtime::Store;
-use wasmtime_wasi::p2::bindings::sync::Command as SyncCommand;
-use wasmtime_wasi::p2::bindings::Command as AsyncCommand;
+use wasmtime_wasi::p2::bindings::Command;
 use wasmtime_wasi::I32Exit;
 
 use super::errors::explain_trap;
@@ -29,30 +28,25 @@ impl Host {
     /// an error; when the pager caused it (a write to a read-only mapping, an
     /// unreachable server), the error says so and names the file.
     ///
-    /// Do not call this from inside an async runtime (WASI's sync bindings would block
-    /// it): use [`Host::run_command_async`] there.
+    /// It drives [`Host::run_command_async`] on a runtime of its own, so do not call
+    /// it from inside an async runtime: use [`Host::run_command_async`] there.
     pub fn run_command<'a>(
         &self,
         wasm: impl Into<Wasm<'a>>,
         config: GuestConfig,
     ) -> anyhow::Result<i32> {
-        let span = span(&config);
-        let _entered = span.enter();
-        let component = self.load(wasm)?;
-        let linker = self.engines.sync_linker()?;
-        let (mut store, _ticking) = self.store(&config)?;
-        let command = SyncCommand::instantiate(&mut store, &component, linker)
-            .map_err(anyhow::Error::from)
-            .context("cannot instantiate the guest")?;
-        let result = command.wasi_cli_run().call_run(&mut store);
-        self.finish(&mut store, result)
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the guest's runtime")?;
+        runtime.block_on(self.run_command_async(wasm, config))
     }
 
-    /// [`Host::run_command`] for embedders on an async runtime: WASI is async, our
-    /// `afs:client` imports still block the calling thread while they wait for AFS (on
-    /// the host's own runtime, so the caller's runtime cannot starve them). Page faults
-    /// block too: run many guests on a multi-threaded runtime, or on
-    /// `spawn_blocking` threads with [`Host::run_command`].
+    /// Runs a command guest on the caller's async runtime. WASI is async (AFS work
+    /// runs on the host's own runtime, so the caller's runtime cannot starve it); our
+    /// `afs:client` imports and syncs still block the calling thread while they wait
+    /// for AFS, and page faults block too: run many guests on a multi-threaded
+    /// runtime, or on `spawn_blocking` threads with [`Host::run_command`].
     pub async fn run_command_async<'a>(
         &self,
         wasm: impl Into<Wasm<'a>>,
@@ -62,9 +56,9 @@ impl Host {
         let wasm = wasm.into();
         async move {
             let component = self.load(wasm)?;
-            let linker = self.engines.async_linker()?;
+            let linker = self.engines.linker()?;
             let (mut store, _ticking) = self.store(&config)?;
-            let command = AsyncCommand::instantiate_async(&mut store, &component, linker)
+            let command = Command::instantiate_async(&mut store, &component, linker)
                 .await
                 .map_err(anyhow::Error::from)
                 .context("cannot instantiate the guest")?;

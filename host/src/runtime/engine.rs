@@ -1,4 +1,4 @@
-//! The wasmtime engine, the linkers (sync and async WASI, plus our imports) and the
+//! The wasmtime engine, the linker (WASI, our `wasi:filesystem`, our imports) and the
 //! compiled-component cache.
 
 use std::collections::HashMap;
@@ -10,7 +10,10 @@ use anyhow::Context;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
+use super::adapt;
 use super::bindings::afs::client::files;
+use super::code_cache::CodeCache;
+use super::features::WasmFeatures;
 use super::guest::GuestState;
 use super::limits::EpochTicker;
 use super::mmap;
@@ -35,8 +38,12 @@ const MEMORY_GUARD: u64 = 32 << 20;
 /// * Static bounds (4 GiB reservation + guard) and signals-based traps: an access to a
 ///   page the pager made inaccessible is a fault in wasm code, which wasmtime turns
 ///   into a trap (with a `WasmFault` we can explain) instead of a crash.
-pub fn engine_config() -> Config {
+/// * Wasm proposals: wasmtime 48's defaults, then `features` (see [`WasmFeatures`]).
+///
+/// No code cache: [`Engines::new`] adds the host's ([`CodeCache`]).
+pub fn engine_config(features: &WasmFeatures) -> Config {
     let mut config = Config::new();
+    features.apply(&mut config);
     config
         .wasm_component_model(true)
         .with_host_memory(Arc::new(HostMemoryCreator))
@@ -61,52 +68,43 @@ struct Cached {
 pub(crate) struct Engines {
     pub(crate) engine: Engine,
     pub(crate) ticker: EpochTicker,
-    sync_linker: OnceLock<Linker<GuestState>>,
-    async_linker: OnceLock<Linker<GuestState>>,
+    linker: OnceLock<Linker<GuestState>>,
     components: Mutex<HashMap<PathBuf, Cached>>,
 }
 
 impl Engines {
-    pub(crate) fn new() -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config())
+    pub(crate) fn new(features: &WasmFeatures, cache: &CodeCache) -> anyhow::Result<Self> {
+        let mut config = engine_config(features);
+        config.cache(cache.open());
+        let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
-            .context("cannot configure wasmtime")?;
+            .with_context(|| match features.iter().count() {
+                0 => "cannot configure wasmtime".to_string(),
+                _ => format!("cannot configure wasmtime with the wasm features {features}"),
+            })?;
         Ok(Engines {
             ticker: EpochTicker::new(engine.clone()),
             engine,
-            sync_linker: OnceLock::new(),
-            async_linker: OnceLock::new(),
+            linker: OnceLock::new(),
             components: Mutex::default(),
         })
     }
 
-    /// The linker for [`wasmtime_wasi::p2::bindings::sync::Command`]s.
-    pub(crate) fn sync_linker(&self) -> anyhow::Result<&Linker<GuestState>> {
-        self.linker(&self.sync_linker, wasmtime_wasi::p2::add_to_linker_sync)
-    }
-
-    /// The linker for async instantiation (WASI async; our imports are sync and run
-    /// their blocking work on the AFS runtime).
-    pub(crate) fn async_linker(&self) -> anyhow::Result<&Linker<GuestState>> {
-        self.linker(&self.async_linker, wasmtime_wasi::p2::add_to_linker_async)
-    }
-
-    /// The linker in `cell`, made on first use: WASI (as `add_wasi` adds it) and ours.
-    fn linker<'a>(
-        &self,
-        cell: &'a OnceLock<Linker<GuestState>>,
-        add_wasi: fn(&mut Linker<GuestState>) -> wasmtime::Result<()>,
-    ) -> anyhow::Result<&'a Linker<GuestState>> {
-        if let Some(l) = cell.get() {
+    /// The linker, made on first use: WASI (async; `wasi:filesystem` ours, the rest
+    /// wasmtime-wasi's) and our `afs:client` imports (sync: they run their blocking
+    /// work on the AFS runtime).
+    pub(crate) fn linker(&self) -> anyhow::Result<&Linker<GuestState>> {
+        if let Some(l) = self.linker.get() {
             return Ok(l);
         }
         let mut linker = Linker::new(&self.engine);
-        add_wasi(&mut linker)?;
+        crate::filesystem::add_to_linker(&mut linker)?;
         add_afs(&mut linker)?;
-        Ok(cell.get_or_init(|| linker))
+        Ok(self.linker.get_or_init(|| linker))
     }
 
-    /// The component in `path`, compiled once per file version.
+    /// The component in `path` (or a wasm32-wasip1 module, adapted: see [`adapt`]),
+    /// compiled once per file version.
     pub(crate) fn load_file(&self, path: &Path) -> anyhow::Result<Component> {
         let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -121,9 +119,10 @@ impl Engines {
             }
         }
         // Compiling under the lock: guests of one file wait for one compilation.
-        let component = Component::from_file(&self.engine, path)
+        let component = std::fs::read(path)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("cannot load the component {}", path.display()))?;
+            .and_then(|bytes| self.compile(&bytes))
+            .with_context(|| format!("cannot load {}", path.display()))?;
         origin::register_code(component.image_range());
         cache.insert(
             key,
@@ -137,10 +136,24 @@ impl Engines {
     }
 
     pub(crate) fn load_bytes(&self, bytes: &[u8]) -> anyhow::Result<Component> {
-        let component = Component::new(&self.engine, bytes)
-            .map_err(anyhow::Error::from)
-            .context("cannot load the component")?;
+        let component = self.compile(bytes).context("cannot load the guest")?;
         origin::register_code(component.image_range());
+        Ok(component)
+    }
+
+    /// Compiles a component, or a wasm32-wasip1 module made one (or finds it in the
+    /// code cache).
+    fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        let start = std::time::Instant::now();
+        let wasm = adapt::component_bytes(bytes)?;
+        let adapted = start.elapsed();
+        let component = Component::new(&self.engine, &wasm).map_err(anyhow::Error::from)?;
+        tracing::debug!(
+            bytes = wasm.len(),
+            adapt_ms = adapted.as_secs_f64() * 1e3,
+            compile_ms = (start.elapsed() - adapted).as_secs_f64() * 1e3,
+            "component ready (compiled, or found in the code cache)"
+        );
         Ok(component)
     }
 }
@@ -171,7 +184,7 @@ mod tests {
     /// fault we can read back.
     #[test]
     fn host_memories_grow_in_place_and_trap() {
-        let engine = Engine::new(&engine_config()).unwrap();
+        let engine = Engine::new(&engine_config(&WasmFeatures::default())).unwrap();
         let module = Module::new(&engine, WAT).unwrap();
         let mut store = Store::new(&engine, ());
         store.set_epoch_deadline(super::super::limits::NO_DEADLINE);

@@ -42,9 +42,14 @@ pub(crate) fn code_of(kind: ErrorKind, stage: Stage) -> ErrorCode {
             ErrorCode::Busy
         }
         ErrorKind::ServerUnreachable => ErrorCode::ServerUnreachable,
-        ErrorKind::Exists | ErrorKind::NotEmpty | ErrorKind::Protocol | ErrorKind::Other => {
-            ErrorCode::Other
-        }
+        ErrorKind::InvalidArgument | ErrorKind::NameTooLong => ErrorCode::InvalidArgument,
+        ErrorKind::Exists
+        | ErrorKind::NotEmpty
+        | ErrorKind::Protocol
+        | ErrorKind::Other
+        | ErrorKind::CrossDevice
+        | ErrorKind::Loop
+        | ErrorKind::TooManyLinks => ErrorCode::Other,
     }
 }
 

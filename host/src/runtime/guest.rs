@@ -2,7 +2,6 @@
 //! ([`GuestState`]).
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -16,15 +15,15 @@ use afs::types::Fid;
 use super::grants::Grant;
 use super::limits::{GuestLimits, Limiter};
 use super::Shared;
+use crate::filesystem::{AfsPreopen, DirArg};
 use crate::pager::{PagerError, PendingStore};
 
-/// A host directory the guest sees through WASI.
+/// A directory the guest was given, in the order `get-directories` lists them.
 #[derive(Debug, Clone)]
-pub struct Preopen {
-    pub host: PathBuf,
-    /// The name the guest opens it by (e.g. `/data` or `.`).
-    pub guest: String,
-    pub writable: bool,
+pub(crate) enum PreopenKind {
+    /// The next of wasmtime-wasi's preopens.
+    Local,
+    Afs(Arc<AfsPreopen>),
 }
 
 /// What a guest may do and what it is given: grants, arguments, environment, stdio.
@@ -40,8 +39,9 @@ pub struct GuestConfig {
     /// Give the guest this process's stdin, stdout and stderr (otherwise stdin is
     /// empty and output is dropped, unless captured).
     pub inherit_stdio: bool,
-    /// Host directories to open for the guest through WASI (none by default).
-    pub preopens: Vec<Preopen>,
+    /// Directories the guest sees through `wasi:filesystem` (`--dir`): AFS directories
+    /// (each also a grant) and local ones. None by default.
+    pub dirs: Vec<DirArg>,
     /// Collect the guest's stdout here instead (see [`GuestConfig::capture_stdout`]).
     pub stdout: Option<CapturedOutput>,
     /// What the guest may take from the host.
@@ -76,6 +76,12 @@ impl GuestConfig {
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Gives the guest a directory (`--dir`).
+    pub fn dir(mut self, dir: DirArg) -> Self {
+        self.dirs.push(dir);
         self
     }
 
@@ -114,16 +120,44 @@ impl GuestConfig {
             b.stdout(out.0.clone());
         }
         b.args(&self.args).envs(&self.env);
-        for p in &self.preopens {
-            let perms = if p.writable {
-                FsPerms::ReadWrite
-            } else {
-                FsPerms::ReadOnly
-            };
-            b.preopened_dir(&p.host, &p.guest, perms)
-                .map_err(|e| anyhow::anyhow!("cannot preopen {}: {e}", p.host.display()))?;
+        for dir in &self.dirs {
+            if let DirArg::Local {
+                host,
+                guest,
+                writable,
+            } = dir
+            {
+                let perms = if *writable {
+                    FsPerms::ReadWrite
+                } else {
+                    FsPerms::ReadOnly
+                };
+                b.preopened_dir(host, guest, perms)
+                    .map_err(|e| anyhow::anyhow!("cannot preopen {}: {e}", host.display()))?;
+            }
         }
         Ok(b.build())
+    }
+
+    /// The guest's grants: its own, and its AFS directories'.
+    fn all_grants(&self) -> Vec<Grant> {
+        let dirs = self.dirs.iter().filter_map(|d| match d {
+            DirArg::Afs { grant, .. } => Some(grant.clone()),
+            DirArg::Local { .. } => None,
+        });
+        self.grants.iter().cloned().chain(dirs).collect()
+    }
+
+    fn preopens(&self) -> Vec<PreopenKind> {
+        self.dirs
+            .iter()
+            .map(|d| match d {
+                DirArg::Afs { grant, guest } => {
+                    PreopenKind::Afs(Arc::new(AfsPreopen::new(grant.clone(), guest.clone())))
+                }
+                DirArg::Local { .. } => PreopenKind::Local,
+            })
+            .collect()
     }
 }
 
@@ -131,6 +165,8 @@ impl GuestConfig {
 pub(crate) struct AfsCtx {
     pub(crate) host: Arc<Shared>,
     pub(crate) grants: Vec<Grant>,
+    /// The directories of `wasi:filesystem`'s `get-directories`.
+    pub(crate) preopens: Vec<PreopenKind>,
     /// Bases of the memories the guest's mappings went into (to explain its traps).
     pub(crate) memory_bases: Vec<usize>,
     /// Live `mapping` resources, unmapped at exit if the guest did not drop them.
@@ -202,7 +238,8 @@ impl GuestState {
             table: ResourceTable::new(),
             afs: AfsCtx {
                 host,
-                grants: config.grants.clone(),
+                grants: config.all_grants(),
+                preopens: config.preopens(),
                 memory_bases: Vec::new(),
                 mappings: BTreeSet::new(),
                 mapped_bytes: 0,

@@ -21,9 +21,12 @@
 //! pager's own thread. A guest blocked in a fault or a host call is never the thread
 //! that would unblock it.
 
+mod adapt;
+mod code_cache;
 mod command;
 mod engine;
 mod errors;
+mod features;
 mod files;
 mod grants;
 mod guest;
@@ -43,10 +46,14 @@ use wasmtime::Engine;
 use crate::afs_runtime::AfsRuntime;
 use crate::pager::{Pager, PagerConfig};
 
+pub use self::code_cache::CodeCache;
 pub use self::engine::engine_config;
+pub use self::features::{FeatureError, WasmFeature, WasmFeatures};
 pub use self::files::FileRes;
+pub(crate) use self::grants::GrantWalk;
 pub use self::grants::{granted, normalize, BadPath, Grant};
-pub use self::guest::{CapturedOutput, GuestConfig, Preopen};
+pub use self::guest::{CapturedOutput, GuestConfig};
+pub(crate) use self::guest::{GuestState, PreopenKind};
 pub use self::limits::{parse_bytes, parse_duration, GuestLimits, TICK};
 pub use self::mmap::MappingRes;
 pub use crate::pager::Access;
@@ -78,6 +85,11 @@ pub struct HostConfig {
     pub default_cell: Option<String>,
     /// Worker threads of the AFS runtime.
     pub afs_threads: usize,
+    /// Wasm proposals on or off over wasmtime's defaults (`wasmtime run -W NAME`).
+    pub wasm_features: WasmFeatures,
+    /// Where compiled code is kept between processes (default: nowhere; `afs-wasm run`
+    /// uses [`CodeCache::Default`]).
+    pub code_cache: CodeCache,
 }
 
 impl HostConfig {
@@ -94,6 +106,8 @@ impl HostConfig {
             },
             default_cell: None,
             afs_threads: 2,
+            wasm_features: WasmFeatures::default(),
+            code_cache: CodeCache::Off,
         }
     }
 }
@@ -141,7 +155,8 @@ pub struct Host {
     engines: engine::Engines,
 }
 
-/// A guest component: a file (compiled once per version and cached) or bytes.
+/// A guest (a component or a wasm32-wasip1 module): a file (compiled once per version
+/// and cached) or bytes.
 #[derive(Debug, Clone, Copy)]
 pub enum Wasm<'a> {
     File(&'a Path),
@@ -176,6 +191,8 @@ impl Host {
     /// Starts the AFS runtime and client (binds its socket, starts the callback
     /// service), the cache manager, the pager and the engine. Call it from any thread.
     pub fn new(config: HostConfig) -> anyhow::Result<Host> {
+        // First: a bad wasm feature set fails before any socket is bound.
+        let engines = engine::Engines::new(&config.wasm_features, &config.code_cache)?;
         let afs = AfsRuntime::new(config.afs_threads).context("cannot start the AFS runtime")?;
         let client = afs
             .block_on(Client::new(config.client))
@@ -196,7 +213,7 @@ impl Host {
                 default_cell,
                 afs: AfsRuntimeCell(Some(afs)),
             }),
-            engines: engine::Engines::new()?,
+            engines,
         })
     }
 
@@ -230,7 +247,9 @@ impl Host {
         Grant::new(prefix, access, self.default_cell())
     }
 
-    /// Compiles (or finds in the cache) a guest component.
+    /// Compiles (or finds in the in-process or on-disk cache) a guest: a component, or a
+    /// wasm32-wasip1 core module, which is made a `wasi:cli/command` component with the
+    /// WASI preview1 command adapter first, as `wasmtime run` accepts both.
     pub fn load<'a>(&self, wasm: impl Into<Wasm<'a>>) -> anyhow::Result<Component> {
         match wasm.into() {
             Wasm::File(p) => self.engines.load_file(p),

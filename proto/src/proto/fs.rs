@@ -112,6 +112,17 @@ pub struct SymlinkReply {
     pub volsync: VolSync,
 }
 
+/// Reply of Link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkReply {
+    /// The linked file's status (its link count grew).
+    pub status: FetchStatus,
+    /// The directory's status after the operation.
+    pub dir_status: FetchStatus,
+    /// Volume sync info.
+    pub volsync: VolSync,
+}
+
 /// Reply of Rename.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RenameReply {
@@ -291,6 +302,16 @@ pub fn symlink_args(
     Ok(e.into_bytes())
 }
 
+/// Link(dir, name, existing): a hard link to `existing`, which OpenAFS allows only
+/// within one directory (EXDEV otherwise).
+pub fn link_args(dir: Fid, name: &str, existing: Fid) -> Result<Vec<u8>, XdrError> {
+    let mut e = request(LINK);
+    e.put(&dir);
+    put_name(&mut e, name)?;
+    e.put(&existing);
+    Ok(e.into_bytes())
+}
+
 /// MakeDir(dir, name, status).
 pub fn make_dir_args(dir: Fid, name: &str, status: &StoreStatus) -> Result<Vec<u8>, XdrError> {
     let mut e = request(MAKE_DIR);
@@ -462,6 +483,17 @@ pub fn decode_symlink_reply(buf: &[u8]) -> Result<SymlinkReply, XdrError> {
     decode_whole(buf, |d| {
         Ok(SymlinkReply {
             fid: d.get()?,
+            status: d.get()?,
+            dir_status: d.get()?,
+            volsync: d.get()?,
+        })
+    })
+}
+
+/// Reply of Link: the linked file's status and the directory's.
+pub fn decode_link_reply(buf: &[u8]) -> Result<LinkReply, XdrError> {
+    decode_whole(buf, |d| {
+        Ok(LinkReply {
             status: d.get()?,
             dir_status: d.get()?,
             volsync: d.get()?,

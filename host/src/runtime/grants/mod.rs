@@ -83,6 +83,17 @@ impl Grant {
         self.access
     }
 
+    /// The normalized prefix, as the client parses paths.
+    pub(crate) fn prefix_path(&self) -> &AfsPath {
+        &self.prefix
+    }
+
+    /// This grant with `access`.
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
     /// Whether mount points beneath the prefix count as inside the grant (`mounts`).
     pub fn crosses_mounts(&self) -> bool {
         self.mounts
