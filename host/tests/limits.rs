@@ -239,7 +239,7 @@ fn the_cli_takes_limits_as_wasmtime_run_does() {
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("unknown option"),
+        String::from_utf8_lossy(&out.stderr).contains("-W fuel: unknown"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

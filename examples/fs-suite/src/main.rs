@@ -287,7 +287,7 @@ fn main() -> ExitCode {
     let usage = || {
         eprintln!(
             "usage: fs-suite all|bad|ro|xlink DIR | read FILE | reread FILE N | watch FILE | \
-             watchdir DIR | stat-many DIR N"
+             watchdir DIR | stat-many DIR N | rename FROM TO"
         );
         ExitCode::from(2)
     };
@@ -320,6 +320,23 @@ fn main() -> ExitCode {
         "read" => read(target),
         "reread" => match num(3) {
             Some(n) => reread(target, n),
+            None => usage(),
+        },
+        "rename" => match args.get(3) {
+            Some(to) => match fs::rename(target, to) {
+                Ok(()) => {
+                    println!("rename: ok");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!(
+                        "rename: err {:?} {}",
+                        e.kind(),
+                        e.raw_os_error().unwrap_or(-1)
+                    );
+                    ExitCode::FAILURE
+                }
+            },
             None => usage(),
         },
         "watch" => watch(target),

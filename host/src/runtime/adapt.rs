@@ -49,7 +49,7 @@ pub(crate) fn wasm_kind(bytes: &[u8]) -> Option<WasmKind> {
 
 /// The component to compile from `bytes`: the bytes themselves for a component, the
 /// adapted module for a wasm32-wasip1 core module, an error otherwise.
-pub(crate) fn component_bytes(bytes: &[u8]) -> anyhow::Result<Cow<'_, [u8]>> {
+pub fn component_bytes(bytes: &[u8]) -> anyhow::Result<Cow<'_, [u8]>> {
     match wasm_kind(bytes) {
         Some(WasmKind::Component) => Ok(Cow::Borrowed(bytes)),
         Some(WasmKind::CoreModule) => adapt_command(bytes).map(Cow::Owned),

@@ -46,6 +46,7 @@ use wasmtime::Engine;
 use crate::afs_runtime::AfsRuntime;
 use crate::pager::{Pager, PagerConfig};
 
+pub use self::adapt::component_bytes;
 pub use self::code_cache::CodeCache;
 pub use self::engine::engine_config;
 pub use self::features::{FeatureError, WasmFeature, WasmFeatures};
