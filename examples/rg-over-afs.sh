@@ -10,7 +10,12 @@
 #      Cranelift) and keeps the code in $XDG_CACHE_HOME/afs-wasm; the second one loads it
 #      from there (`-C cache=n` would compile every time); both timed;
 #   3. the third party changes a file (appends a line) and adds one; rg, run again, finds
-#      the new lines.
+#      the new lines. (Each rg run is an afs-wasm process of its own, an AFS client that
+#      starts with an empty cache; a guest that keeps running and follows a third party's
+#      changes through callback breaks is testcell/demo.sh's mmap-reader.)
+#
+# ripgrep needs no flag for WASI: it finds one CPU there and searches with one thread
+# (-j2 would fail: no threads in wasip2), and it reads files with read(), never mmap.
 #
 # Like testcell/demo.sh: afs-wasm needs no privilege, so run this as an ordinary user once
 # the cell is up (`sudo testcell/cell.sh up`); run as root, every afs-wasm process runs as
@@ -80,15 +85,15 @@ EOF
 "${cell[@]}" afsio-put "$tmp/todo.txt" "$d/todo.txt"
 "${afs[@]}" ls "$d"
 
-say "first run (compiles rg.wasm): afs-wasm run --dir $d::/data:ro rg.wasm -n --sort path callback /data"
+say "first run, compiles rg.wasm: afs-wasm run --dir $d::/data:ro rg.wasm -n --sort path callback /data"
 timed rg -n --sort path callback /data
 echo "# compiled code cached: $(du -sh "$XDG_CACHE_HOME/afs-wasm" | cut -f1) in \$XDG_CACHE_HOME/afs-wasm"
 
-say "second run, same command (loads the compiled code from the cache)"
+say "second run, same command: the compiled code comes from the cache"
 timed rg -n --sort path callback /data
 
 say "a third party (afsio) appends a line to todo.txt and writes volserver.txt"
-echo 'DONE: ripgrep over AFS sees this callback break' > "$tmp/todo-more.txt"
+echo 'DONE: a third party appended this line (callback)' > "$tmp/todo-more.txt"
 "${cell[@]}" afsio append -file "$d/todo.txt" < "$tmp/todo-more.txt"
 printf 'The volserver clones a volume; a clone needs no callback of its own.\n' \
     > "$tmp/volserver.txt"

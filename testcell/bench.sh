@@ -9,9 +9,13 @@
 #    of plain guest memory, cold first scan vs afsio reading the file, faults and time per
 #    fault of a full scan after a third-party change, and the delay from an afsio write
 #    returning to a reader guest printing the new byte (BENCH_CHANGES writes).
+#  - wasi: unmodified std::fs guests (fs-suite) over `afs-wasm run --dir`: a cold
+#    sequential read of a MiB-sized file against `afs-wasm cat`, the cached re-read and
+#    open+stat of 1,000 cached files against stock wasmtime-wasi over tmpfs, and (with
+#    BENCH_PROGRAM=PROGRAM.wasm) a large program's first and second start-up.
 #  - idle: the CPU time an idle `afs-wasm watch` and an idle mapped reader guest (reading
 #    its byte once a second) use over BENCH_IDLE_SECS (default 30) seconds.
-# Usage: [BENCH=all|throughput|latency|mmap|idle] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
+# Usage: [BENCH=all|throughput|latency|mmap|wasi|idle] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-100}
@@ -19,7 +23,7 @@ rounds=${2:-3}
 section=${BENCH:-all}
 changes=${BENCH_CHANGES:-100}
 die() { echo "bench: $*" >&2; exit 1; }
-case $section in all | throughput | latency | mmap | idle) ;; *) die "BENCH must be all, throughput, latency, mmap or idle" ;; esac
+case $section in all | throughput | latency | mmap | wasi | idle) ;; *) die "BENCH must be all, throughput, latency, mmap, wasi or idle" ;; esac
 [[ $changes =~ ^[1-9][0-9]*$ ]] || die "BENCH_CHANGES must be a positive number"
 testcell/cell.sh up >&2
 # afsio crosses the same veth as afs-wasm, not the namespace's loopback.
@@ -184,6 +188,12 @@ mmap() {
     target/release/examples/mmap_bench testcell/cell.sh "$AFS_TEST_DIR" "${BENCH_MAP_MIB:-64}" "$changes"
 }
 
+wasi() {
+    examples/build-guests.sh -q > /dev/null
+    cargo build --release -q -p afs-wasm-host --bin afs-wasm --example wasi_bench
+    target/release/examples/wasi_bench "$AFS_TEST_DIR" "$mib"
+}
+
 cpu_ticks() { # PID: user+system clock ticks the process used so far
     local f
     read -ra f < "/proc/$1/stat"
@@ -223,8 +233,9 @@ idle() {
 }
 
 case $section in
-    all) throughput; echo; latency; echo; mmap; echo; idle ;;
+    all) throughput; echo; latency; echo; mmap; echo; wasi; echo; idle ;;
     idle) idle ;;
+    wasi) wasi ;;
     throughput) throughput ;;
     latency) latency ;;
     mmap) mmap ;;

@@ -36,6 +36,9 @@ pub use resolve::{Confinement, Follow, Step};
 
 /// How many symlinks one resolution may follow.
 const MAX_SYMLINKS: usize = 16;
+/// How long a volume location found by name is trusted without asking the VLDB again
+/// (OpenAFS's cache manager checks its volumes hourly).
+const VLDB_TTL: Duration = Duration::from_secs(3600);
 /// Bytes per FetchData64 call when reading a file.
 const READ_CHUNK: u64 = 2 << 20;
 /// FetchData64 calls in flight per read.
@@ -131,6 +134,8 @@ pub struct Client {
     volumes: Mutex<HashMap<u32, Arc<VolumeLocation>>>,
     /// The cell of every volume id we have seen.
     volume_cells: Mutex<HashMap<u32, String>>,
+    /// Locations looked up by (cell, volume name), with when.
+    volume_names: Mutex<HashMap<(String, String), (Instant, Arc<VolumeLocation>)>>,
     callbacks: Arc<CallbackService>,
     coherence: Arc<Coherence>,
     fs_stats: Arc<FsStats>,
@@ -139,6 +144,8 @@ pub struct Client {
     /// Contents of directories and symlinks, with the data version they were read
     /// at: resolution reads them again only when they changed.
     contents: Mutex<HashMap<Fid, Versioned>>,
+    /// Directories parsed from those contents (keyed by the very bytes they came from).
+    parsed: Mutex<HashMap<Fid, (Arc<Vec<u8>>, Arc<Directory>)>>,
     uuid: Uuid,
     prober: Option<tokio::task::JoinHandle<()>>,
 }
@@ -226,12 +233,14 @@ impl Client {
             vl: Mutex::default(),
             volumes: Mutex::default(),
             volume_cells: Mutex::default(),
+            volume_names: Mutex::default(),
             callbacks,
             coherence,
             fs_stats: Arc::default(),
             servers: servers.clone(),
             lost: lost_tx,
             contents: Mutex::default(),
+            parsed: Mutex::default(),
             uuid,
             prober,
         })
@@ -317,9 +326,28 @@ impl Client {
         self.vl(cell)
     }
 
+    /// A volume's location by name: from the VLDB once per [`VLDB_TTL`] (or until a
+    /// server says the volume moved or is gone), as OpenAFS's cache manager keeps them
+    /// until its hourly check; every path resolution crosses names.
     async fn volume_by_name(&self, cell: &str, name: &str) -> Result<Arc<VolumeLocation>> {
+        let key = (cell.to_ascii_lowercase(), name.to_string());
+        let now = Instant::now();
+        if let Some((at, loc)) = self
+            .volume_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            if now.duration_since(*at) < VLDB_TTL {
+                return Ok(loc.clone());
+            }
+        }
         let loc = Arc::new(self.vl(cell)?.by_name(name).await?);
         self.remember(cell, &loc);
+        self.volume_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (now, loc.clone()));
         Ok(loc)
     }
 
@@ -425,6 +453,10 @@ impl Client {
         let mut cache = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(loc) = cache.remove(&id) {
             cache.retain(|_, l| !Arc::ptr_eq(l, &loc));
+            self.volume_names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, (_, l)| !Arc::ptr_eq(l, &loc));
         }
     }
 

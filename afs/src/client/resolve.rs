@@ -190,13 +190,32 @@ impl Client {
         Ok(data)
     }
 
-    /// The entries of a directory node.
-    pub async fn read_dir(&self, dir: &Node) -> Result<Directory> {
+    /// The entries of a directory node, parsed once per data version: lookups in a
+    /// large directory cost a hash probe, not a parse.
+    pub async fn read_dir(&self, dir: &Node) -> Result<Arc<Directory>> {
         if dir.status.file_type != FileType::Directory {
             return Err(Error::local(ErrorKind::NotDirectory, "not a directory"));
         }
         let data = self.fetch_all(dir).await?;
-        Directory::parse(&data).map_err(|e| Error::local(ErrorKind::Protocol, e.to_string()))
+        let parsed = self
+            .parsed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&dir.fid)
+            .filter(|(bytes, _)| Arc::ptr_eq(bytes, &data))
+            .map(|(_, d)| d.clone());
+        if let Some(d) = parsed {
+            return Ok(d);
+        }
+        let d = Arc::new(
+            Directory::parse(&data)
+                .map_err(|e| Error::local(ErrorKind::Protocol, e.to_string()))?,
+        );
+        self.parsed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.fid, (data, d.clone()));
+        Ok(d)
     }
 
     /// A file's status: from the validity table when its promise is in force (no
