@@ -122,6 +122,12 @@ pub struct DirEntry {
     pub status: Option<FetchStatus>,
 }
 
+/// A volume location, and when the VLDB gave it.
+type FoundAt = (Instant, Arc<VolumeLocation>);
+
+/// A directory's contents and the directory parsed from them.
+type Parsed = (Arc<Vec<u8>>, Arc<Directory>);
+
 /// Bytes as of a data version.
 type Versioned = (u64, Arc<Vec<u8>>);
 
@@ -135,7 +141,7 @@ pub struct Client {
     /// The cell of every volume id we have seen.
     volume_cells: Mutex<HashMap<u32, String>>,
     /// Locations looked up by (cell, volume name), with when.
-    volume_names: Mutex<HashMap<(String, String), (Instant, Arc<VolumeLocation>)>>,
+    volume_names: Mutex<HashMap<(String, String), FoundAt>>,
     callbacks: Arc<CallbackService>,
     coherence: Arc<Coherence>,
     fs_stats: Arc<FsStats>,
@@ -145,7 +151,7 @@ pub struct Client {
     /// at: resolution reads them again only when they changed.
     contents: Mutex<HashMap<Fid, Versioned>>,
     /// Directories parsed from those contents (keyed by the very bytes they came from).
-    parsed: Mutex<HashMap<Fid, (Arc<Vec<u8>>, Arc<Directory>)>>,
+    parsed: Mutex<HashMap<Fid, Parsed>>,
     uuid: Uuid,
     prober: Option<tokio::task::JoinHandle<()>>,
 }
