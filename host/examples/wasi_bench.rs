@@ -144,7 +144,7 @@ fn main() -> Result<()> {
         ..ClientConfig::default()
     }))?);
     let dir = format!("{base}/wasi-bench-{}", std::process::id());
-    let data: Vec<u8> = (0..bytes).map(|i| (i * 2654435761 >> 13) as u8).collect();
+    let data: Vec<u8> = (0..bytes).map(|i| ((i * 2654435761) >> 13) as u8).collect();
     let tmp = PathBuf::from(format!("/dev/shm/wasi-bench-{}", std::process::id()));
     std::fs::create_dir_all(tmp.join("stat"))?;
     let result = (|| -> Result<()> {
