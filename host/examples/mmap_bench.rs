@@ -262,7 +262,8 @@ fn main() -> Result<()> {
 
     // afsio reading the whole file (whole process) and a guest's first scan of its
     // mapping in a fresh host (nothing cached), taken in turns; the medians of 3.
-    let (mut afsio, mut cold) = (Vec::new(), Vec::new());
+    let (mut afsio, mut cold, mut cat) = (Vec::new(), Vec::new(), Vec::new());
+    let exe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/afs-wasm");
     for _ in 0..3 {
         let t = Instant::now();
         let out = bench.cell(&["afsio", "read", "-file", &path])?;
@@ -271,8 +272,15 @@ fn main() -> Result<()> {
             bail!("afsio read {} bytes", out.stdout.len());
         }
         cold.push(bench.cold_scan(&path)?);
+        // `afs-wasm cat` (whole process): the same fetches through the page store.
+        let t = Instant::now();
+        let out = Command::new(&exe).args(["cat", &path]).output()?;
+        cat.push(t.elapsed().as_nanos() as u64);
+        if out.stdout.len() as u64 != bytes {
+            bail!("afs-wasm cat read {} bytes", out.stdout.len());
+        }
     }
-    let (afsio_ns, cold) = (median(afsio), median(cold));
+    let (afsio_ns, cold, cat_ns) = (median(afsio), median(cold), median(cat));
 
     // A fresh host: warm scans, plain-memory scans, then a scan after afsio changes the
     // file.
@@ -384,6 +392,11 @@ fn main() -> Result<()> {
     println!(
         "  cold first scan        {:>9.1} MB/s   (median of 3 fresh hosts)",
         mbps(bytes, cold)
+    );
+    println!(
+        "  afs-wasm cat (process) {:>9.1} MB/s   (median of 3) ratio {:.2}x (target >= 0.9x)",
+        mbps(bytes, cat_ns),
+        cat_ns as f64 / cold as f64
     );
     println!(
         "  afsio read (process)   {:>9.1} MB/s   (median of 3) ratio {:.2}x (target >= 2x)",

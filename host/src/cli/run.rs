@@ -33,11 +33,12 @@ pub struct RunArgs {
     #[arg(long = "grant", value_name = "PATH[:ro|:rw][,mounts][,links]")]
     pub grants: Vec<String>,
     /// Give the guest a directory for `wasi:filesystem` (std::fs, fopen, ...), as
-    /// `wasmtime run --dir` does: HOST seen by the guest as GUEST (default: HOST),
-    /// read-write unless `:ro`. HOST is an `/afs/...` directory (served from the AFS
-    /// cache, coherent, and a grant too, with the grant options `mounts` and `links`)
-    /// or a local one. E.g. `--dir /afs/example.org/data::/data:ro`.
-    #[arg(long = "dir", value_name = "HOST[::GUEST][:ro|:rw][,mounts][,links]")]
+    /// `wasmtime run --dir` does: HOST seen by the guest as GUEST (default: HOST). After
+    /// a last `:`, comma-separated options: `ro` or `rw` (the default), and for AFS
+    /// directories `mounts` and `links` as for --grant. HOST is an `/afs/...` directory
+    /// (served from the AFS cache, coherent, and a grant too) or a local one. E.g.
+    /// `--dir /afs/example.org/data::/data:ro,mounts`.
+    #[arg(long = "dir", value_name = "HOST[::GUEST][:ro|rw[,mounts][,links]]")]
     pub dirs: Vec<String>,
     /// What a page fault does when no fileserver answers: serve the cached bytes
     /// (`stale`), trap naming the file (`trap`), or retry up to SECS, then trap.

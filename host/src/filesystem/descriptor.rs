@@ -21,7 +21,7 @@ use super::convert::{ours, theirs};
 use super::errors::{FsError, FsResult};
 use super::on_afs::{self, failed, AfsDescriptor, OpenRequest};
 use super::streams::{AfsReader, AfsWriter, WriteAt};
-use super::{Descriptor, DirectoryStream};
+use super::{AfsPreopen, Descriptor, DirectoryStream};
 use crate::runtime::{GuestState, PreopenKind};
 
 type WasiFd = wasmtime_wasi::filesystem::Descriptor;
@@ -187,21 +187,50 @@ impl preopens::Host for GuestState {
                         .ok_or_else(|| wasmtime::Error::msg("a local preopen went missing"))?;
                     out.push((self.table.push(Descriptor::Local(fd))?, name));
                 }
-                PreopenKind::Afs(preopen) => {
-                    let name = preopen.guest.clone();
-                    match AfsDescriptor::preopened(&self.afs.host, preopen).await {
-                        Ok(d) => out.push((self.table.push(Descriptor::Afs(Arc::new(d)))?, name)),
-                        Err(FsError::Trap(e)) => return Err(e),
-                        Err(FsError::Code(code)) => {
-                            // The guest cannot be told here: without the directory, its
-                            // paths there fail as if it were not given.
-                            tracing::warn!(dir = %name, ?code, "cannot open a preopened AFS directory");
+                PreopenKind::Afs(preopen, opened) => {
+                    let d = match opened {
+                        Some(d) => d,
+                        None => {
+                            match AfsDescriptor::preopened(&self.afs.host, preopen.clone()).await {
+                                Ok(d) => Arc::new(d),
+                                Err(e) => return Err(preopen_failed(&preopen, e)),
+                            }
                         }
-                    }
+                    };
+                    out.push((self.table.push(Descriptor::Afs(d))?, preopen.guest.clone()));
                 }
             }
         }
         Ok(out)
+    }
+}
+
+/// Why a preopened AFS directory could not be opened, naming it.
+fn preopen_failed(preopen: &AfsPreopen, e: FsError) -> wasmtime::Error {
+    match e {
+        FsError::Trap(e) => e,
+        FsError::Code(code) => wasmtime::Error::msg(format!(
+            "cannot preopen {}: {}",
+            preopen.grant.prefix(),
+            code
+        )),
+    }
+}
+
+impl GuestState {
+    /// Opens the guest's AFS directories before it starts, as wasmtime opens local ones
+    /// when it builds the guest's context: one that cannot be opened fails the run,
+    /// naming it.
+    pub(crate) async fn open_preopens(&mut self) -> wasmtime::Result<()> {
+        for kind in &mut self.afs.preopens {
+            if let PreopenKind::Afs(preopen, opened @ None) = kind {
+                match AfsDescriptor::preopened(&self.afs.host, preopen.clone()).await {
+                    Ok(d) => *opened = Some(Arc::new(d)),
+                    Err(e) => return Err(preopen_failed(preopen, e)),
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -28,7 +28,7 @@ use crate::runtime::{GrantWalk, Shared};
 
 /// An open AFS file or directory: the node it resolved to, the logical path it was
 /// named by (paths relative to it are joined to that), the preopen it descends from.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AfsDescriptor {
     pub(crate) preopen: Arc<AfsPreopen>,
     pub(crate) path: AfsPath,

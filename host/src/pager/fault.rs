@@ -141,7 +141,7 @@ impl Pager {
 
     /// Resolve on the fault thread if no network is needed: the promise holds, the cached
     /// pages belong to the validated data version, and the range is cached.
-    fn try_fast(&self, region: &Arc<Region>, fault: &Fault) -> bool {
+    fn try_fast(self: &Arc<Self>, region: &Arc<Region>, fault: &Fault) -> bool {
         let file = &region.file;
         let gen = file.zap_gen.load(Ordering::Acquire);
         if self.validity_reason(file).is_some() {
@@ -159,6 +159,8 @@ impl Pager {
             return false;
         }
         self.map_range(region, range, gen);
+        // A sequential reader reached the window read-ahead left unmapped: read on.
+        self.read_ahead(region, range);
         true
     }
 
@@ -281,18 +283,22 @@ impl Pager {
         Ok(range)
     }
 
-    /// Fetch and map the next windows of a region ahead of a sequential reader, so that
-    /// several fetches are in flight while the guest scans what is mapped.
+    /// Fetch the next windows of a region ahead of a sequential reader, so that several
+    /// fetches are in flight while the guest scans what is mapped. All but the last are
+    /// mapped too; the last is left unmapped as a tripwire: the reader's fault there is
+    /// resolved at once from the cache ([`Pager::try_fast`]) and reads further ahead, so
+    /// the fetches keep ahead of a reader that never faults on what is mapped.
     fn read_ahead(self: &Arc<Self>, region: &Arc<Region>, (_, end): (u64, u64)) {
         let r_end = region.offset + region.len as u64;
         let around = self.config.fault_around.max(PAGE as u64);
         let mut start = end;
-        for _ in 0..READ_AHEAD_WINDOWS {
+        for i in 0..READ_AHEAD_WINDOWS {
             if start >= r_end {
                 return;
             }
             let next = (start, (start + around).min(r_end));
             start = next.1;
+            let tripwire = i + 1 == READ_AHEAD_WINDOWS && next.1 < r_end;
             if self.cached(&region.file, next) {
                 continue;
             }
@@ -303,7 +309,7 @@ impl Pager {
                     return;
                 }
                 let node = region.file.node();
-                if pager.cache.populate(&node, next.0, next.1).await.is_ok() {
+                if pager.cache.populate(&node, next.0, next.1).await.is_ok() && !tripwire {
                     pager.map_range(&region, next, gen);
                 }
             });

@@ -58,6 +58,11 @@ impl Host {
             let component = self.load(wasm)?;
             let linker = self.engines.linker()?;
             let (mut store, _ticking) = self.store(&config)?;
+            store
+                .data_mut()
+                .open_preopens()
+                .await
+                .map_err(anyhow::Error::from)?;
             let command = Command::instantiate_async(&mut store, &component, linker)
                 .await
                 .map_err(anyhow::Error::from)

@@ -15,7 +15,7 @@ use afs::types::Fid;
 use super::grants::Grant;
 use super::limits::{GuestLimits, Limiter};
 use super::Shared;
-use crate::filesystem::{AfsPreopen, DirArg};
+use crate::filesystem::{AfsDescriptor, AfsPreopen, DirArg};
 use crate::pager::{PagerError, PendingStore};
 
 /// A directory the guest was given, in the order `get-directories` lists them.
@@ -23,7 +23,8 @@ use crate::pager::{PagerError, PendingStore};
 pub(crate) enum PreopenKind {
     /// The next of wasmtime-wasi's preopens.
     Local,
-    Afs(Arc<AfsPreopen>),
+    /// An AFS directory, and its descriptor once opened (before the guest starts).
+    Afs(Arc<AfsPreopen>, Option<Arc<AfsDescriptor>>),
 }
 
 /// What a guest may do and what it is given: grants, arguments, environment, stdio.
@@ -153,7 +154,8 @@ impl GuestConfig {
             .iter()
             .map(|d| match d {
                 DirArg::Afs { grant, guest } => {
-                    PreopenKind::Afs(Arc::new(AfsPreopen::new(grant.clone(), guest.clone())))
+                    let preopen = AfsPreopen::new(grant.clone(), guest.clone());
+                    PreopenKind::Afs(Arc::new(preopen), None)
                 }
                 DirArg::Local { .. } => PreopenKind::Local,
             })
