@@ -427,3 +427,55 @@ fn held_handles_and_listings_see_a_third_partys_changes() {
         assert!(child.wait().unwrap().success());
     }
 }
+
+/// A file read through `std::fs` by one guest and mapped by another guest of the same
+/// host is one copy of pages: the mapping is served from what the reader fetched, and
+/// the reader after the mapping fetches nothing either.
+#[test]
+fn files_read_by_copy_and_mapped_share_one_copy_of_pages() {
+    use afs_wasm_host::filesystem::DirArg;
+    use afs_wasm_host::pager::{Access, PagerConfig};
+    use afs_wasm_host::runtime::{GuestConfig, Host, HostConfig};
+    let _cell = shared();
+    let host = Host::new(HostConfig::new(config(), PagerConfig::default())).unwrap();
+    let dir = unique_path("wasi-shared");
+    let len = 6 << 20;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async { client().await.mkdir(&dir).await.unwrap() });
+    put(&host, &format!("{dir}/f"), &pattern(len, 7));
+    let fetched = || host.cache().pages().stats().snapshot().bytes_fetched;
+    let read = |what: &str| {
+        let mut config = GuestConfig::new("fs-suite.wasm")
+            .dir(DirArg::parse(&format!("{dir}::/data:ro"), None).unwrap())
+            .arg("read")
+            .arg("/data/f");
+        let out = config.capture_stdout(1 << 16);
+        assert_eq!(host.run_command(&suite("p2"), config).unwrap(), 0, "{what}");
+        let out = String::from_utf8_lossy(&out.contents()).into_owned();
+        assert!(out.starts_with(&format!("len {len} ")), "{what}: {out}");
+    };
+    let before = fetched();
+    read("the first read");
+    let by_copy = fetched() - before;
+    assert!(
+        by_copy >= len as u64,
+        "the first read fetched {by_copy} bytes"
+    );
+
+    // The mapping faults every page in: from the page store, no fetch.
+    let grant = host.grant(&dir, Access::Read).unwrap();
+    let config = GuestConfig::new("mmap-bench")
+        .grant(grant)
+        .arg(format!("{dir}/f"))
+        .arg("--rounds")
+        .arg("1");
+    let before = fetched();
+    assert_eq!(host.run_command(&guest("mmap-bench"), config).unwrap(), 0);
+    assert_eq!(fetched() - before, 0, "the mapping fetched the file again");
+    read("the read after the mapping");
+    assert_eq!(
+        fetched() - before,
+        0,
+        "the second read fetched the file again"
+    );
+}
