@@ -28,7 +28,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 /// Files of the stat benchmark.
 const STAT_FILES: usize = 1000;
 /// Rounds of each cold measurement (the median is reported).
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

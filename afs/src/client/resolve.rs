@@ -122,6 +122,12 @@ fn jump(here: &AfsPath, to: &AfsPath) -> (Option<usize>, Vec<String>) {
     (Some(keep), to.components[keep..].to_vec())
 }
 
+/// Directories and symlinks whose contents are kept, and their bytes: past either, the
+/// caches start again, so walking a huge tree (or a server sending huge directories)
+/// cannot grow them without bound.
+const MAX_CACHED_DIRS: usize = 4096;
+const MAX_CACHED_BYTES: usize = 64 << 20;
+
 /// The largest directory or symlink we read whole. OpenAFS directories hold at
 /// most 1023 pages of 2 KiB (about 2 MiB) and symlinks at most 1 KiB.
 const MAX_SMALL_FILE: u64 = 4 << 20;
@@ -183,10 +189,12 @@ impl Client {
         self.note_promise(node.fid, node.server, stamp, &reply);
         let data = Arc::new(out);
         // Keyed by the version the data came with, which may be newer than `node`'s.
-        self.contents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node.fid, (reply.status.data_version(), data.clone()));
+        let mut contents = self.contents.lock().unwrap_or_else(|e| e.into_inner());
+        let held: usize = contents.values().map(|(_, d)| d.len()).sum();
+        if contents.len() >= MAX_CACHED_DIRS || held + data.len() > MAX_CACHED_BYTES {
+            contents.clear();
+        }
+        contents.insert(node.fid, (reply.status.data_version(), data.clone()));
         Ok(data)
     }
 
@@ -211,10 +219,13 @@ impl Client {
             Directory::parse(&data)
                 .map_err(|e| Error::local(ErrorKind::Protocol, e.to_string()))?,
         );
-        self.parsed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(dir.fid, (data, d.clone()));
+        let mut parsed = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        let held: usize = parsed.values().map(|(d, _)| d.len()).sum();
+        if parsed.len() >= MAX_CACHED_DIRS || held + data.len() > MAX_CACHED_BYTES {
+            // A cache, bounded however many directories a guest walks.
+            parsed.clear();
+        }
+        parsed.insert(dir.fid, (data, d.clone()));
         Ok(d)
     }
 

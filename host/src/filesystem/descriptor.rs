@@ -12,7 +12,6 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 };
 use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream};
 
-use super::bindings::wasi::filesystem::preopens;
 use super::bindings::wasi::filesystem::types::{
     self as t, Advice, DescriptorFlags, DescriptorStat, DescriptorType, DirectoryEntry, ErrorCode,
     Filesize, MetadataHashValue, NewTimestamp, OpenFlags, PathFlags,
@@ -21,10 +20,19 @@ use super::convert::{ours, theirs};
 use super::errors::{FsError, FsResult};
 use super::on_afs::{self, failed, AfsDescriptor, OpenRequest};
 use super::streams::{AfsReader, AfsWriter, WriteAt};
-use super::{AfsPreopen, Descriptor, DirectoryStream};
-use crate::runtime::{GuestState, PreopenKind};
+use super::{Descriptor, DirectoryStream};
+use crate::runtime::GuestState;
 
 type WasiFd = wasmtime_wasi::filesystem::Descriptor;
+
+/// Hands a call on to wasmtime-wasi's implementation, for a local descriptor.
+macro_rules! local {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        WasiDescriptor::$method(&mut $self.local(), $($arg),*)
+            .await
+            .map_err(local_error)
+    };
+}
 
 /// A descriptor as a call needs it: a borrow of the wasmtime-wasi descriptor, or a
 /// copy of ours.
@@ -33,7 +41,7 @@ enum Target {
     Afs(Arc<AfsDescriptor>),
 }
 
-fn borrow<T: 'static>(r: &Resource<T>) -> Resource<T> {
+pub(super) fn borrow<T: 'static>(r: &Resource<T>) -> Resource<T> {
     Resource::new_borrow(r.rep())
 }
 
@@ -63,7 +71,7 @@ impl GuestState {
     }
 
     /// wasmtime-wasi's filesystem, on our table.
-    fn local(&mut self) -> WasiFilesystemCtxView<'_> {
+    pub(super) fn local(&mut self) -> WasiFilesystemCtxView<'_> {
         WasiFilesystemCtxView {
             ctx: self.wasi.filesystem(),
             table: &mut self.table,
@@ -115,6 +123,16 @@ impl GuestState {
         }
     }
 
+    /// A node's status for the guest; its length from the page store, which has what
+    /// was written and not yet stored.
+    fn stat_of(&self, node: &afs::client::Node) -> DescriptorStat {
+        let mut stat = on_afs::stat_of(node);
+        if let Some(file) = self.afs.host.cache.pages().get(node.fid) {
+            stat.size = file.len();
+        }
+        stat
+    }
+
     async fn set_times_afs(&mut self, d: &AfsDescriptor, mtime: NewTimestamp) -> FsResult<()> {
         d.may_change()?;
         let Some(secs) = on_afs::mod_time(&mtime)? else {
@@ -124,112 +142,6 @@ impl GuestState {
         self.store_now(d)?;
         let node = on_afs::fresh(&self.afs.host, d).await?;
         on_afs::set_mod_time(&self.afs.host, node, secs).await?;
-        Ok(())
-    }
-}
-
-impl t::Host for GuestState {
-    fn convert_error_code(&mut self, err: FsError) -> wasmtime::Result<ErrorCode> {
-        match err {
-            FsError::Code(code) => Ok(code),
-            FsError::Trap(e) => Err(e),
-        }
-    }
-
-    async fn filesystem_error_code(
-        &mut self,
-        err: Resource<wasmtime::Error>,
-    ) -> wasmtime::Result<Option<ErrorCode>> {
-        let e = self.table.get(&err)?;
-        if let Some(code) = e.downcast_ref::<ErrorCode>() {
-            return Ok(Some(*code));
-        }
-        if let Some(afs) = e.downcast_ref::<afs::rpc::Error>() {
-            return Ok(Some(super::errors::code_of(afs.kind())));
-        }
-        Ok(self
-            .local()
-            .filesystem_error_code_of(borrow(&err))
-            .map(ours))
-    }
-}
-
-/// wasmtime-wasi's `filesystem-error-code` for an error in the table.
-trait LocalErrorCode {
-    fn filesystem_error_code_of(
-        &mut self,
-        err: Resource<wasmtime::Error>,
-    ) -> Option<wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode>;
-}
-
-impl LocalErrorCode for WasiFilesystemCtxView<'_> {
-    fn filesystem_error_code_of(
-        &mut self,
-        err: Resource<wasmtime::Error>,
-    ) -> Option<wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode> {
-        let e = self.table.get(&err).ok()?;
-        e.downcast_ref::<std::io::Error>().map(Into::into)
-    }
-}
-
-impl preopens::Host for GuestState {
-    async fn get_directories(&mut self) -> wasmtime::Result<Vec<(Resource<Descriptor>, String)>> {
-        let locals = wasmtime_wasi::p2::bindings::filesystem::preopens::Host::get_directories(
-            &mut self.local(),
-        )?;
-        let mut locals = locals.into_iter();
-        let mut out = Vec::new();
-        for kind in self.afs.preopens.clone() {
-            match kind {
-                PreopenKind::Local => {
-                    let (fd, name) = locals
-                        .next()
-                        .ok_or_else(|| wasmtime::Error::msg("a local preopen went missing"))?;
-                    out.push((self.table.push(Descriptor::Local(fd))?, name));
-                }
-                PreopenKind::Afs(preopen, opened) => {
-                    let d = match opened {
-                        Some(d) => d,
-                        None => {
-                            match AfsDescriptor::preopened(&self.afs.host, preopen.clone()).await {
-                                Ok(d) => Arc::new(d),
-                                Err(e) => return Err(preopen_failed(&preopen, e)),
-                            }
-                        }
-                    };
-                    out.push((self.table.push(Descriptor::Afs(d))?, preopen.guest.clone()));
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Why a preopened AFS directory could not be opened, naming it.
-fn preopen_failed(preopen: &AfsPreopen, e: FsError) -> wasmtime::Error {
-    match e {
-        FsError::Trap(e) => e,
-        FsError::Code(code) => wasmtime::Error::msg(format!(
-            "cannot preopen {}: {}",
-            preopen.grant.prefix(),
-            code
-        )),
-    }
-}
-
-impl GuestState {
-    /// Opens the guest's AFS directories before it starts, as wasmtime opens local ones
-    /// when it builds the guest's context: one that cannot be opened fails the run,
-    /// naming it.
-    pub(crate) async fn open_preopens(&mut self) -> wasmtime::Result<()> {
-        for kind in &mut self.afs.preopens {
-            if let PreopenKind::Afs(preopen, opened @ None) = kind {
-                match AfsDescriptor::preopened(&self.afs.host, preopen.clone()).await {
-                    Ok(d) => *opened = Some(Arc::new(d)),
-                    Err(e) => return Err(preopen_failed(preopen, e)),
-                }
-            }
-        }
         Ok(())
     }
 }
@@ -285,9 +197,7 @@ impl t::HostDescriptor for GuestState {
     ) -> FsResult<()> {
         match self.target(&fd)? {
             Target::Local(r) => {
-                WasiDescriptor::advise(&mut self.local(), r, offset, length, theirs(advice))
-                    .await
-                    .map_err(local_error)
+                local!(self.advise(r, offset, length, theirs(advice)))
             }
             Target::Afs(d) => d.file(),
         }
@@ -295,47 +205,35 @@ impl t::HostDescriptor for GuestState {
 
     async fn sync_data(&mut self, fd: Resource<Descriptor>) -> FsResult<()> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::sync_data(&mut self.local(), r)
-                .await
-                .map_err(local_error),
+            Target::Local(r) => local!(self.sync_data(r)),
             Target::Afs(d) => self.store_now(&d),
         }
     }
 
     async fn sync(&mut self, fd: Resource<Descriptor>) -> FsResult<()> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::sync(&mut self.local(), r)
-                .await
-                .map_err(local_error),
+            Target::Local(r) => local!(self.sync(r)),
             Target::Afs(d) => self.store_now(&d),
         }
     }
 
     async fn get_flags(&mut self, fd: Resource<Descriptor>) -> FsResult<DescriptorFlags> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::get_flags(&mut self.local(), r)
-                .await
-                .map(theirs_to_ours_flags)
-                .map_err(local_error),
+            Target::Local(r) => local!(self.get_flags(r)).map(ours),
             Target::Afs(d) => Ok(d.flags()),
         }
     }
 
     async fn get_type(&mut self, fd: Resource<Descriptor>) -> FsResult<DescriptorType> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::get_type(&mut self.local(), r)
-                .await
-                .map(ours)
-                .map_err(local_error),
+            Target::Local(r) => local!(self.get_type(r)).map(ours),
             Target::Afs(d) => Ok(on_afs::type_of(&d.node.status)),
         }
     }
 
     async fn set_size(&mut self, fd: Resource<Descriptor>, size: Filesize) -> FsResult<()> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::set_size(&mut self.local(), r, size)
-                .await
-                .map_err(local_error),
+            Target::Local(r) => local!(self.set_size(r, size)),
             Target::Afs(d) => {
                 d.file()?;
                 d.may_change()?;
@@ -364,9 +262,7 @@ impl t::HostDescriptor for GuestState {
     ) -> FsResult<()> {
         match self.target(&fd)? {
             Target::Local(r) => {
-                WasiDescriptor::set_times(&mut self.local(), r, theirs(atime), theirs(mtime))
-                    .await
-                    .map_err(local_error)
+                local!(self.set_times(r, theirs(atime), theirs(mtime)))
             }
             Target::Afs(d) => self.set_times_afs(&d, mtime).await,
         }
@@ -379,9 +275,7 @@ impl t::HostDescriptor for GuestState {
         offset: Filesize,
     ) -> FsResult<(Vec<u8>, bool)> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::read(&mut self.local(), r, length, offset)
-                .await
-                .map_err(local_error),
+            Target::Local(r) => local!(self.read(r, length, offset)),
             Target::Afs(d) => {
                 d.file()?;
                 if !d.read {
@@ -412,9 +306,7 @@ impl t::HostDescriptor for GuestState {
         offset: Filesize,
     ) -> FsResult<Filesize> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::write(&mut self.local(), r, buffer, offset)
-                .await
-                .map_err(local_error),
+            Target::Local(r) => local!(self.write(r, buffer, offset)),
             Target::Afs(d) => {
                 d.file()?;
                 d.may_change()?;
@@ -443,11 +335,7 @@ impl t::HostDescriptor for GuestState {
         fd: Resource<Descriptor>,
     ) -> FsResult<Resource<DirectoryStream>> {
         let stream = match self.target(&fd)? {
-            Target::Local(r) => DirectoryStream::Local(
-                WasiDescriptor::read_directory(&mut self.local(), r)
-                    .await
-                    .map_err(local_error)?,
-            ),
+            Target::Local(r) => DirectoryStream::Local(local!(self.read_directory(r))?),
             Target::Afs(d) => {
                 if !d.is_dir() {
                     return Err(ErrorCode::NotDirectory.into());
@@ -464,9 +352,7 @@ impl t::HostDescriptor for GuestState {
         path: String,
     ) -> FsResult<()> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::create_directory_at(&mut self.local(), r, path)
-                .await
-                .map_err(local_error),
+            Target::Local(r) => local!(self.create_directory_at(r, path)),
             Target::Afs(d) => {
                 on_afs::in_parent(&self.afs.host, &d, &path, |client, dir, name| async move {
                     client
@@ -487,18 +373,10 @@ impl t::HostDescriptor for GuestState {
 
     async fn stat(&mut self, fd: Resource<Descriptor>) -> FsResult<DescriptorStat> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::stat(&mut self.local(), r)
-                .await
-                .map(ours)
-                .map_err(local_error),
+            Target::Local(r) => local!(self.stat(r)).map(ours),
             Target::Afs(d) => {
                 let node = on_afs::fresh(&self.afs.host, &d).await?;
-                let mut stat = on_afs::stat_of(&node);
-                // Written, not yet stored: the page store has the length.
-                if let Some(file) = self.afs.host.cache.pages().get(node.fid) {
-                    stat.size = file.len();
-                }
-                Ok(stat)
+                Ok(self.stat_of(&node))
             }
         }
     }
@@ -510,19 +388,10 @@ impl t::HostDescriptor for GuestState {
         path: String,
     ) -> FsResult<DescriptorStat> {
         match self.target(&fd)? {
-            Target::Local(r) => {
-                WasiDescriptor::stat_at(&mut self.local(), r, theirs(path_flags), path)
-                    .await
-                    .map(ours)
-                    .map_err(local_error)
-            }
+            Target::Local(r) => local!(self.stat_at(r, theirs(path_flags), path)).map(ours),
             Target::Afs(d) => {
                 let node = on_afs::node_at(&self.afs.host, &d, &path, follow(path_flags)).await?;
-                let mut stat = on_afs::stat_of(&node);
-                if let Some(file) = self.afs.host.cache.pages().get(node.fid) {
-                    stat.size = file.len();
-                }
-                Ok(stat)
+                Ok(self.stat_of(&node))
             }
         }
     }
@@ -536,16 +405,9 @@ impl t::HostDescriptor for GuestState {
         mtime: NewTimestamp,
     ) -> FsResult<()> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::set_times_at(
-                &mut self.local(),
-                r,
-                theirs(path_flags),
-                path,
-                theirs(atime),
-                theirs(mtime),
-            )
-            .await
-            .map_err(local_error),
+            Target::Local(r) => {
+                local!(self.set_times_at(r, theirs(path_flags), path, theirs(atime), theirs(mtime)))
+            }
             Target::Afs(d) => {
                 d.may_change()?;
                 let Some(secs) = on_afs::mod_time(&mtime)? else {
@@ -567,16 +429,9 @@ impl t::HostDescriptor for GuestState {
         new_path: String,
     ) -> FsResult<()> {
         match self.pair(&fd, &new_fd)? {
-            (Target::Local(a), Target::Local(b)) => WasiDescriptor::link_at(
-                &mut self.local(),
-                a,
-                theirs(old_path_flags),
-                old_path,
-                b,
-                new_path,
-            )
-            .await
-            .map_err(local_error),
+            (Target::Local(a), Target::Local(b)) => {
+                local!(self.link_at(a, theirs(old_path_flags), old_path, b, new_path))
+            }
             (Target::Afs(a), Target::Afs(b)) => {
                 a.may_change()?;
                 b.may_change()?;
@@ -613,18 +468,13 @@ impl t::HostDescriptor for GuestState {
         flags: DescriptorFlags,
     ) -> FsResult<Resource<Descriptor>> {
         let opened = match self.target(&fd)? {
-            Target::Local(r) => Descriptor::Local(
-                WasiDescriptor::open_at(
-                    &mut self.local(),
-                    r,
-                    theirs(path_flags),
-                    path,
-                    theirs(oflags),
-                    theirs(flags),
-                )
-                .await
-                .map_err(local_error)?,
-            ),
+            Target::Local(r) => Descriptor::Local(local!(self.open_at(
+                r,
+                theirs(path_flags),
+                path,
+                theirs(oflags),
+                theirs(flags)
+            ))?),
             Target::Afs(d) => {
                 let req = OpenRequest::new(path_flags, oflags, flags)?;
                 let truncated = req.truncate;
@@ -641,9 +491,7 @@ impl t::HostDescriptor for GuestState {
 
     async fn readlink_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<String> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::readlink_at(&mut self.local(), r, path)
-                .await
-                .map_err(local_error),
+            Target::Local(r) => local!(self.readlink_at(r, path)),
             Target::Afs(d) => {
                 let node = on_afs::node_at(&self.afs.host, &d, &path, Follow::NotLast).await?;
                 let client = self.afs.host.client.clone();
@@ -666,9 +514,7 @@ impl t::HostDescriptor for GuestState {
         path: String,
     ) -> FsResult<()> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::remove_directory_at(&mut self.local(), r, path)
-                .await
-                .map_err(local_error),
+            Target::Local(r) => local!(self.remove_directory_at(r, path)),
             Target::Afs(d) => {
                 on_afs::in_parent(&self.afs.host, &d, &path, |client, dir, name| async move {
                     let child = client.child(&dir, &name).await.map_err(failed(&name))?;
@@ -697,9 +543,7 @@ impl t::HostDescriptor for GuestState {
     ) -> FsResult<()> {
         match self.pair(&fd, &new_fd)? {
             (Target::Local(a), Target::Local(b)) => {
-                WasiDescriptor::rename_at(&mut self.local(), a, old_path, b, new_path)
-                    .await
-                    .map_err(local_error)
+                local!(self.rename_at(a, old_path, b, new_path))
             }
             (Target::Afs(a), Target::Afs(b)) => {
                 b.may_change()?;
@@ -743,9 +587,7 @@ impl t::HostDescriptor for GuestState {
     ) -> FsResult<()> {
         match self.target(&fd)? {
             Target::Local(r) => {
-                WasiDescriptor::symlink_at(&mut self.local(), r, old_path, new_path)
-                    .await
-                    .map_err(local_error)
+                local!(self.symlink_at(r, old_path, new_path))
             }
             Target::Afs(d) => {
                 // As cap-std: no link whose text leads out from the root.
@@ -773,9 +615,7 @@ impl t::HostDescriptor for GuestState {
 
     async fn unlink_file_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<()> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::unlink_file_at(&mut self.local(), r, path)
-                .await
-                .map_err(local_error),
+            Target::Local(r) => local!(self.unlink_file_at(r, path)),
             Target::Afs(d) => {
                 on_afs::in_parent(&self.afs.host, &d, &path, |client, dir, name| async move {
                     let child = client.child(&dir, &name).await.map_err(failed(&name))?;
@@ -814,10 +654,7 @@ impl t::HostDescriptor for GuestState {
 
     async fn metadata_hash(&mut self, fd: Resource<Descriptor>) -> FsResult<MetadataHashValue> {
         match self.target(&fd)? {
-            Target::Local(r) => WasiDescriptor::metadata_hash(&mut self.local(), r)
-                .await
-                .map(ours)
-                .map_err(local_error),
+            Target::Local(r) => local!(self.metadata_hash(r)).map(ours),
             Target::Afs(d) => Ok(on_afs::identity(&d.node)),
         }
     }
@@ -830,10 +667,7 @@ impl t::HostDescriptor for GuestState {
     ) -> FsResult<MetadataHashValue> {
         match self.target(&fd)? {
             Target::Local(r) => {
-                WasiDescriptor::metadata_hash_at(&mut self.local(), r, theirs(path_flags), path)
-                    .await
-                    .map(ours)
-                    .map_err(local_error)
+                local!(self.metadata_hash_at(r, theirs(path_flags), path)).map(ours)
             }
             Target::Afs(d) => {
                 let node = on_afs::node_at(&self.afs.host, &d, &path, follow(path_flags)).await?;
@@ -893,12 +727,6 @@ fn trap(e: FsError) -> wasmtime::Error {
         FsError::Trap(e) => e,
         FsError::Code(code) => wasmtime::Error::msg(format!("{code:?}")),
     }
-}
-
-fn theirs_to_ours_flags(
-    f: wasmtime_wasi::p2::bindings::filesystem::types::DescriptorFlags,
-) -> DescriptorFlags {
-    ours(f)
 }
 
 impl t::HostDirectoryEntryStream for GuestState {

@@ -1,9 +1,15 @@
 //! What `--dir` gives a guest: a directory, AFS or local, under a name of its choice.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use wasmtime::component::Resource;
+
+use super::bindings::wasi::filesystem::preopens;
+use super::errors::FsError;
+use super::{AfsDescriptor, Descriptor};
 use crate::pager::Access;
-use crate::runtime::{BadPath, Grant};
+use crate::runtime::{BadPath, Grant, GuestState, PreopenKind};
 
 /// A directory to preopen, as `--dir HOST[::GUEST][:ro|:rw][,mounts][,links]` names
 /// it (wasmtime run's syntax, with the access and grant options of `--grant`).
@@ -97,6 +103,68 @@ impl AfsPreopen {
 
     pub(crate) fn writable(&self) -> bool {
         self.grant.access() == Access::ReadWrite
+    }
+}
+
+/// Why a preopened AFS directory could not be opened, naming it.
+fn preopen_failed(preopen: &AfsPreopen, e: FsError) -> wasmtime::Error {
+    match e {
+        FsError::Trap(e) => e,
+        FsError::Code(code) => wasmtime::Error::msg(format!(
+            "cannot preopen {}: {}",
+            preopen.grant.prefix(),
+            code
+        )),
+    }
+}
+
+impl GuestState {
+    /// Opens the guest's AFS directories before it starts, as wasmtime opens local ones
+    /// when it builds the guest's context: one that cannot be opened fails the run,
+    /// naming it.
+    pub(crate) async fn open_preopens(&mut self) -> wasmtime::Result<()> {
+        for kind in &mut self.afs.preopens {
+            if let PreopenKind::Afs(preopen, opened @ None) = kind {
+                match AfsDescriptor::preopened(&self.afs.host, preopen.clone()).await {
+                    Ok(d) => *opened = Some(Arc::new(d)),
+                    Err(e) => return Err(preopen_failed(preopen, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl preopens::Host for GuestState {
+    async fn get_directories(&mut self) -> wasmtime::Result<Vec<(Resource<Descriptor>, String)>> {
+        let locals = wasmtime_wasi::p2::bindings::filesystem::preopens::Host::get_directories(
+            &mut self.local(),
+        )?;
+        let mut locals = locals.into_iter();
+        let mut out = Vec::new();
+        for kind in self.afs.preopens.clone() {
+            match kind {
+                PreopenKind::Local => {
+                    let (fd, name) = locals
+                        .next()
+                        .ok_or_else(|| wasmtime::Error::msg("a local preopen went missing"))?;
+                    out.push((self.table.push(Descriptor::Local(fd))?, name));
+                }
+                PreopenKind::Afs(preopen, opened) => {
+                    let d = match opened {
+                        Some(d) => d,
+                        None => {
+                            match AfsDescriptor::preopened(&self.afs.host, preopen.clone()).await {
+                                Ok(d) => Arc::new(d),
+                                Err(e) => return Err(preopen_failed(&preopen, e)),
+                            }
+                        }
+                    };
+                    out.push((self.table.push(Descriptor::Afs(d))?, preopen.guest.clone()));
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

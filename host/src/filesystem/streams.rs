@@ -20,7 +20,7 @@ use super::bindings::wasi::filesystem::types::ErrorCode;
 
 /// Bytes per read piece: large enough that the per-piece hand-over costs nothing next
 /// to the copy, small enough that the first bytes come fast.
-const READ_PIECE: u64 = 1 << 20;
+const READ_PIECE: u64 = 4 << 20;
 /// Bytes a writer accepts per `check-write`.
 const WRITE_BUDGET: usize = 1 << 20;
 
