@@ -112,7 +112,7 @@ impl Client {
         progress: impl FnMut(u64),
     ) -> Result<Node> {
         let (dir, name) = self.resolve_parent(path).await?;
-        let fid = match self.lookup_in(&dir, &name).await.map_err(|e| e.at(path))? {
+        let fid = match self.lookup(&dir, &name).await.map_err(|e| e.at(path))? {
             Some(fid) => fid,
             None => {
                 let fs = self.file_server(&dir);
@@ -126,9 +126,7 @@ impl Client {
                     // Someone created it meanwhile: use theirs.
                     Err(e) if e.kind() == ErrorKind::Exists => {
                         let dir = self.fetch_status(&dir.cell, dir.fid).await?;
-                        self.lookup_in(&dir, &name)
-                            .await?
-                            .ok_or_else(|| e.at(path))?
+                        self.lookup(&dir, &name).await?.ok_or_else(|| e.at(path))?
                     }
                     Err(e) => return Err(e.at(path)),
                 }
@@ -158,10 +156,6 @@ impl Client {
             callback: CallBack::default(),
             volume_type: dir.volume_type,
         })
-    }
-
-    async fn lookup_in(&self, dir: &Node, name: &str) -> Result<Option<Fid>> {
-        self.lookup(dir, name).await
     }
 
     /// Removes a file (or symlink, or mount point).

@@ -96,10 +96,7 @@ impl GuestState {
     /// Remembers that the guest may have written `d`'s file: closing the descriptor
     /// (or exiting) stores it.
     fn note_afs_written(&mut self, d: &AfsDescriptor) {
-        self.afs
-            .written
-            .entry(d.node.fid)
-            .or_insert_with(|| (d.path.to_string(), d.node.clone()));
+        self.afs.note_written(|| d.path.to_string(), &d.node);
     }
 
     /// Stores what was written to `d`'s file now (sync): the pager stores pages

@@ -121,10 +121,7 @@ impl GuestState {
     /// Remembers that the guest wrote the file, so that closing it or exiting stores it.
     fn note_written(&mut self, file: &Resource<FileRes>) -> wasmtime::Result<()> {
         let f = self.table.get(file)?;
-        self.afs
-            .written
-            .entry(f.node.fid)
-            .or_insert_with(|| (f.path.clone(), f.node.clone()));
+        self.afs.note_written(|| f.path.clone(), &f.node);
         Ok(())
     }
 

@@ -184,6 +184,14 @@ pub(crate) struct AfsCtx {
 }
 
 impl AfsCtx {
+    /// Remembers that the guest may have written the file at `path`: closing it (or
+    /// exiting) stores it.
+    pub(crate) fn note_written(&mut self, path: impl FnOnce() -> String, node: &Node) {
+        self.written
+            .entry(node.fid)
+            .or_insert_with(|| (path(), node.clone()));
+    }
+
     /// Stores what the guest wrote to the file (at close, unmap or exit).
     pub(crate) fn store_on_close(&mut self, path: &str, node: &Node) {
         let result = self.host.pager.sync_file(node, FlushMode::Normal);
