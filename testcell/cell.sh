@@ -15,23 +15,61 @@
 # rights. Volumes: root.afs (mount point "$CELL" -> root.cell), root.cell (mount point "test"
 # -> test), test.
 #
-# Usage: cell.sh COMMAND [ARGS...]; see usage() below or testcell/README.md.
+# `cell.sh --auth COMMAND` runs the same commands on a second cell that requires
+# authentication (its own namespaces, addresses 10.254.1.0/30 and run dir testcell/run-auth):
+# an MIT KDC inside its namespace, the AFS service key in KeyFileExt, users alice, bob and
+# admin with pts entries, ACLs on the volume roots, and no NoAuth: anonymous clients get only
+# what system:anyuser may do, and vos/pts need -localauth (which this script adds). Both cells
+# can run at once.
+#
+# Usage: cell.sh [--auth] COMMAND [ARGS...]; see usage() below or testcell/README.md.
 set -euo pipefail
 
 TC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SELF="$TC_DIR/$(basename "${BASH_SOURCE[0]}")"
-RUN="$TC_DIR/run"
-CELL="${AFS_TESTCELL_NAME:-test.afs-wasm.invalid}"
-SERVER=10.254.0.2
-HOSTADDR=10.254.0.1
-CLIENTNET=10.254.0.0   # pts host entry: wildcard for 10.254.0.x
-VETH_HOST=afsw0
-VETH_NS=afsw1
+AUTH=false
+if [[ ${1:-} == --auth ]]; then
+    AUTH=true
+    shift
+fi
+if $AUTH; then
+    RUN="$TC_DIR/run-auth"
+    CELL="${AFS_TESTCELL_AUTH_NAME:-auth.afs-wasm.invalid}"
+    SERVER=10.254.1.2
+    HOSTADDR=10.254.1.1
+    CLIENTNET=10.254.1.0
+    VETH_HOST=afsa0
+    VETH_NS=afsa1
+    SELF_CMD="$SELF --auth"
+else
+    RUN="$TC_DIR/run"
+    CELL="${AFS_TESTCELL_NAME:-test.afs-wasm.invalid}"
+    SERVER=10.254.0.2
+    HOSTADDR=10.254.0.1
+    CLIENTNET=10.254.0.0   # pts host entry: wildcard for 10.254.0.x
+    VETH_HOST=afsw0
+    VETH_NS=afsw1
+    SELF_CMD="$SELF"
+fi
+# The Kerberos realm: the cell name upper-cased, which OpenAFS servers take as their local
+# realm when there is no krb.conf.
+REALM="$(printf '%s' "$CELL" | tr '[:lower:]' '[:upper:]')"
+KDC_PORT=88
+# Test users of the auth cell: name, pts id, password.
+AUTH_USERS=("admin 1000 admin-pw" "alice 1001 alice-pw" "bob 1002 bob-pw")
 PART=/vicepa
 LIBEXEC=/usr/lib/openafs
 NFT_TABLE=afswasm_loss
 # Order matters: stopped in reverse.
 SERVERS=(ptserver vlserver salvageserver dafileserver davolserver)
+if $AUTH; then
+    SERVERS=(krb5kdc "${SERVERS[@]}")
+fi
+KDC="$RUN/kdc"
+# vos and pts: -noauth, until the auth cell has been switched to authentication.
+auth_flag() {
+    if $AUTH && [[ -f $RUN/auth-on ]]; then echo -localauth; else echo -noauth; fi
+}
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -40,7 +78,8 @@ die() { printf 'cell.sh: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
     cat <<EOF
-usage: cell.sh COMMAND [ARGS...]
+usage: cell.sh [--auth] COMMAND [ARGS...]
+  --auth               act on the cell that requires authentication (see the top of this file)
   up                   start the cell (idempotent: no-op if already up and healthy)
   down                 stop everything (servers, holder, veth); fine if nothing runs
   status               show state; exit 0 if up and healthy, 1 if broken, 3 if down
@@ -57,7 +96,8 @@ usage: cell.sh COMMAND [ARGS...]
   afsio-get AFSPATH LOCAL
                        fetch a file with afsio
   vos ARGS... | pts ARGS...
-                       run vos / pts inside the namespaces (adds -noauth)
+                       run vos / pts inside the namespaces (adds -noauth, or -localauth
+                       on the auth cell)
   exec CMD...          run any command inside the namespaces (cell config, no DNS)
 Cell name: \$AFS_TESTCELL_NAME (default test.afs-wasm.invalid), currently $CELL.
 EOF
@@ -127,7 +167,7 @@ elapsed() { # START (an $EPOCHREALTIME) -> seconds since, 0.1 s precision
 # Run a command inside the namespaces with the cell's environment.
 in_ns() {
     local h
-    h="$(holder)" || die "the cell is not up (no holder process); run: $SELF up"
+    h="$(holder)" || die "the cell is not up (no holder process); run: $SELF_CMD up"
     nsenter -t "$h" -m -u -n --wd="$PWD" -- \
         env KRB5_CONFIG="$RUN/sys/krb5.conf" AFS_TESTCELL_INSIDE=1 "$@"
 }
@@ -136,7 +176,7 @@ in_ns() {
 # 10.254.0.2 through the veth, like our own client).
 in_mnt() {
     local h
-    h="$(holder)" || die "the cell is not up (no holder process); run: $SELF up"
+    h="$(holder)" || die "the cell is not up (no holder process); run: $SELF_CMD up"
     nsenter -t "$h" -m -u --wd="$PWD" -- \
         env KRB5_CONFIG="$RUN/sys/krb5.conf" AFS_TESTCELL_INSIDE=1 "$@"
 }
@@ -170,13 +210,42 @@ ensure_packages() {
     for cmd in nft nsenter unshare flock ip python3; do
         command -v "$cmd" >/dev/null || missing+=("$cmd")
     done
+    [[ ${#missing[@]} -eq 0 ]] || {
+        log "missing ${missing[*]}: installing packages"
+        [[ $(id -u) -eq 0 ]] || die "need root to install packages"
+        apt-get update -q >&2
+        apt-get install -y -q --no-install-recommends \
+            openafs-fileserver openafs-dbserver openafs-client nftables iproute2 util-linux \
+            python3 krb5-config- >&2
+    }
+    $AUTH && ensure_kerberos
+    return 0
+}
+
+# MIT Kerberos (KDC, kadmin.local, kinit) for the auth cell. Installing krb5-config makes DNS
+# SRV queries at configure time (its debconf script runs `host -t srv _kerberos._tcp.REALM`),
+# so the packages are downloaded first and then installed offline in a mount namespace whose
+# resolv.conf points at 127.0.0.1: nothing leaves the machine (shared/rxkad.md, section 1).
+KRB5_PACKAGES=(krb5-kdc krb5-admin-server krb5-user)
+ensure_kerberos() {
+    local cmd missing=()
+    for cmd in /usr/sbin/krb5kdc /usr/sbin/kdb5_util /usr/sbin/kadmin.local /usr/bin/kinit; do
+        [[ -x $cmd ]] || missing+=("$cmd")
+    done
     [[ ${#missing[@]} -eq 0 ]] && return 0
-    log "missing ${missing[*]}: installing packages"
+    log "missing ${missing[*]}: installing MIT Kerberos without DNS"
     [[ $(id -u) -eq 0 ]] || die "need root to install packages"
-    apt-get update -q >&2
-    apt-get install -y -q --no-install-recommends \
-        openafs-fileserver openafs-dbserver openafs-client nftables iproute2 util-linux \
-        python3 krb5-config- >&2
+    apt-get install -y -q --no-install-recommends --download-only "${KRB5_PACKAGES[@]}" >&2 || {
+        apt-get update -q >&2
+        apt-get install -y -q --no-install-recommends --download-only "${KRB5_PACKAGES[@]}" >&2
+    }
+    mkdir -p "$RUN/sys"
+    printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' > "$RUN/sys/resolv-install.conf"
+    printf 'krb5-config krb5-config/default_realm string %s\nkrb5-config krb5-config/add_servers boolean false\n' \
+        "$REALM" | debconf-set-selections
+    unshare --mount --propagation private -- sh -ec "
+        mount --bind '$RUN/sys/resolv-install.conf' /etc/resolv.conf
+        apt-get install -y -q --no-install-recommends --no-download ${KRB5_PACKAGES[*]}" >&2
 }
 
 write_config() {
@@ -199,16 +268,20 @@ write_config() {
     printf '127.0.0.1 localhost\n%s %s\n' "$SERVER" "$SERVER" > "$RUN/sys/hosts"
     printf 'passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\n' \
         > "$RUN/sys/nsswitch.conf"
+    # For the servers and tools inside; the clients' copy (client/krb5.conf) is the same.
+    # Nothing is looked up in DNS: the KDC's address is given.
     cat > "$RUN/sys/krb5.conf" <<EOF
 [libdefaults]
-	default_realm = $(printf '%s' "$CELL" | tr '[:lower:]' '[:upper:]')
+	default_realm = $REALM
 	dns_lookup_realm = false
 	dns_lookup_kdc = false
 	dns_canonicalize_hostname = false
 	rdns = false
 [realms]
+$($AUTH && printf '\t%s = {\n\t\tkdc = %s:%s\n\t}\n' "$REALM" "$SERVER" "$KDC_PORT")
 [domain_realm]
 EOF
+    cp "$RUN/sys/krb5.conf" "$RUN/client/krb5.conf"
 }
 
 write_env() {
@@ -223,6 +296,20 @@ AFS_TEST_DIR=/afs/$CELL/test
 AFS_TESTCELL=$SELF
 AFS_TESTCELL_RUN=$RUN
 EOF
+    if $AUTH; then
+        cat >> "$tmp" <<EOF
+AFS_TESTCELL_AUTH=1
+AFS_REALM=$REALM
+AFS_KRB5_CONFIG=$RUN/client/krb5.conf
+AFS_KDC=$SERVER:$KDC_PORT
+AFS_ALICE_KEYTAB=$RUN/client/alice.keytab
+AFS_BOB_KEYTAB=$RUN/client/bob.keytab
+AFS_ALICE_PASSWORD=alice-pw
+AFS_BOB_PASSWORD=bob-pw
+AFS_ALICE_DIR=/afs/$CELL/alice
+AFS_PUBLIC_DIR=/afs/$CELL/public
+EOF
+    fi
     mv "$tmp" "$RUN/env"
 }
 
@@ -319,13 +406,15 @@ start_holder() {
 
 # Start a server inside the namespaces, detached (own session), output to run/log/NAME.out.
 start_server() { # NAME ARGS...
-    local name="$1" h pid
+    local name="$1" h pid bin
     shift
     h="$(holder)" || die "no holder"
+    bin="$LIBEXEC/$name"
+    [[ $name == krb5kdc ]] && bin=/usr/sbin/krb5kdc
     (
         cd /
         exec setsid nsenter -t "$h" -m -u -n -- \
-            env KRB5_CONFIG="$RUN/sys/krb5.conf" "$LIBEXEC/$name" "$@" \
+            env KRB5_CONFIG="$RUN/sys/krb5.conf" KRB5_KDC_PROFILE="$KDC/kdc.conf" "$bin" "$@" \
             </dev/null >>"$RUN/log/$name.out" 2>&1 9>&-
     ) &
     pid=$!
@@ -337,6 +426,8 @@ start_server() { # NAME ARGS...
     done
     [[ -e /proc/$pid ]] || fail_start "$name" "$(logname_of "$name")" "$name exited at once"
     record_pid "$name" "$pid"
+    # Not a job of this shell: killing it later (setup_auth) must not print "Killed".
+    disown "$pid" 2>/dev/null || true
 }
 
 logname_of() {
@@ -375,8 +466,8 @@ start_fileserver() { # extra args
 # ---------------------------------------------------------------------------------------------
 # Volumes and mount points
 
-vos_() { in_ns vos "$@" -noauth; }
-pts_() { in_ns pts "$@" -noauth; }
+vos_() { in_ns vos "$@" "$(auth_flag)"; }
+pts_() { in_ns pts "$@" "$(auth_flag)"; }
 
 # Make mount point NAME -> #TARGET. in volume DESTVOL: afsio (1.8.9) can only create a new file
 # at the top of root.cell (path "/NAME"; see afsio_put), so the file is created in root.cell,
@@ -406,6 +497,134 @@ setup_volumes() {
     vos_ create "$SERVER" a root.cell -maxquota 0 >/dev/null
     make_mountpoint root.cell test test
     vos_ create "$SERVER" a test -maxquota 0 >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+# Authentication (the auth cell only)
+
+# The KDC's database, the AFS service principal afs/CELL@REALM (AES-256 key, exported to the
+# servers' rxkad.keytab) and the test users with passwords; alice's and bob's keys also go to
+# keytabs the clients may read (client/NAME.keytab), for `login --keytab`. Run inside the
+# namespaces, so that no Kerberos library can reach DNS.
+setup_kdc() {
+    local u name pw
+    mkdir -p "$KDC"
+    chmod 700 "$KDC"
+    : > "$KDC/kadm5.acl"
+    cat > "$KDC/kdc.conf" <<EOF
+[kdcdefaults]
+	kdc_listen = $SERVER:$KDC_PORT
+	kdc_tcp_listen = $SERVER:$KDC_PORT
+[realms]
+	$REALM = {
+		database_name = $KDC/principal
+		key_stash_file = $KDC/stash
+		acl_file = $KDC/kadm5.acl
+		master_key_type = aes256-cts-hmac-sha1-96
+		supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal
+	}
+[logging]
+	kdc = FILE:$RUN/log/kdc.log
+	default = FILE:$RUN/log/krb5lib.log
+EOF
+    in_ns env KRB5_KDC_PROFILE="$KDC/kdc.conf" kdb5_util create -s -r "$REALM" \
+        -P "$(head -c 24 /dev/urandom | base64)" >/dev/null 2>&1 ||
+        die "kdb5_util create failed"
+    {
+        echo "addprinc -randkey -e aes256-cts-hmac-sha1-96:normal afs/$CELL@$REALM"
+        for u in "${AUTH_USERS[@]}"; do
+            read -r name _ pw <<<"$u"
+            echo "addprinc -pw $pw $name@$REALM"
+        done
+        echo "ktadd -k $RUN/etc/openafs/server/rxkad.keytab -norandkey afs/$CELL@$REALM"
+        echo "ktadd -k $RUN/client/alice.keytab -norandkey alice@$REALM"
+        echo "ktadd -k $RUN/client/bob.keytab -norandkey bob@$REALM"
+    } | in_ns env KRB5_KDC_PROFILE="$KDC/kdc.conf" kadmin.local >"$RUN/log/kadmin.out" 2>&1 ||
+        { cat "$RUN/log/kadmin.out" >&2; die "kadmin.local failed"; }
+    # Test credentials, readable by the unprivileged test user.
+    chmod 644 "$RUN/client/alice.keytab" "$RUN/client/bob.keytab"
+}
+
+kdc_answers() {
+    local h
+    h="$(holder)" || return 1
+    nsenter -t "$h" -n ss -Hlun "sport = :$KDC_PORT" 2>/dev/null | grep -q .
+}
+
+start_kdc() {
+    local i
+    start_server krb5kdc -n
+    for ((i = 0; i < 100; i++)); do
+        check_alive krb5kdc
+        kdc_answers && return 0
+        sleep 0.05
+    done
+    fail_start krb5kdc kdc.log "the KDC does not listen on $SERVER:$KDC_PORT"
+}
+
+# Sets the ACL of VOLUME's root directory to ENTRIES (pts id:rights) by a dump, edited, and
+# restored over the volume: no stock tool can store an ACL without the kernel module.
+set_root_acl() { # VOLUME ID:RIGHTS...
+    local vol="$1" dump="$RUN/tmp/acl.dump"
+    shift
+    vos_ dump -id "$vol" -file "$dump.in" >/dev/null 2>"$RUN/tmp/vos.err" ||
+        { cat "$RUN/tmp/vos.err" >&2; die "vos dump $vol failed"; }
+    python3 "$TC_DIR/dumpedit.py" --acl "$dump.in" "$dump" "$@" >/dev/null
+    vos_ restore "$SERVER" a "$vol" -file "$dump" -overwrite full >/dev/null 2>"$RUN/tmp/vos.err" ||
+        { cat "$RUN/tmp/vos.err" >&2; die "vos restore $vol failed"; }
+    rm -f "$dump" "$dump.in"
+}
+
+# Users, volumes and ACLs while the cell still runs without authentication, then the switch:
+# the service key into KeyFileExt, admin in UserList, the client network out of
+# system:administrators, NoAuth gone, the servers restarted (vlserver without -noauth).
+#   /afs/CELL/test    system:authuser rlidwk        (authenticated scratch space)
+#   /afs/CELL/alice   alice rlidwka                  (nobody else)
+#   /afs/CELL/public  alice rlidwka, bob rl, system:anyuser rl
+# and system:administrators rlidwka everywhere; root.afs and root.cell system:anyuser rl.
+setup_auth() {
+    local u name id i
+    local admins=-204:127 anyuser=-101 authuser=-102
+    for u in "${AUTH_USERS[@]}"; do
+        read -r name id _ <<<"$u"
+        pts_ createuser -name "$name" -id "$id" >/dev/null
+    done
+    pts_ adduser -user admin -group system:administrators >/dev/null
+    vos_ create "$SERVER" a alice -maxquota 0 >/dev/null
+    vos_ create "$SERVER" a public -maxquota 0 >/dev/null
+    make_mountpoint root.cell alice alice
+    make_mountpoint root.cell public public
+    set_root_acl root.afs "$admins" "$anyuser:9"
+    set_root_acl root.cell "$admins" "$anyuser:9"
+    set_root_acl test "$admins" "$authuser:63"
+    set_root_acl alice "$admins" 1001:127
+    set_root_acl public "$admins" 1001:127 1002:9 "$anyuser:9"
+
+    in_ns akeyconvert >/dev/null 2>"$RUN/tmp/akeyconvert.err" ||
+        { cat "$RUN/tmp/akeyconvert.err" >&2; die "akeyconvert failed"; }
+    echo admin > "$RUN/etc/openafs/server/UserList"
+    pts_ removeuser -user "$CLIENTNET" -group system:administrators >/dev/null
+    rm -f "$RUN/local/NoAuth"
+    touch "$RUN/auth-on"
+    for ((i = ${#SERVERS[@]} - 1; i >= 0; i--)); do
+        [[ ${SERVERS[i]} == krb5kdc ]] || kill_name "${SERVERS[i]}" KILL 50
+    done
+    start_server ptserver
+    start_server vlserver
+    start_server salvageserver
+    start_fileserver
+    wait_fs 300
+    start_server davolserver
+    # Ubik elects itself again; until then vos and pts calls fail.
+    for ((i = 0; i < 300; i++)); do
+        check_alive ptserver
+        check_alive vlserver
+        check_alive davolserver
+        pts_ examine alice >/dev/null 2>&1 && vos_ listvldb -name test >/dev/null 2>&1 &&
+            vos_ listpart "$SERVER" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    ((i < 300)) || fail_start vlserver VLLog "the servers did not come back with authentication"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -446,6 +665,10 @@ cmd_up() {
     ensure_packages
     write_config
     start_holder
+    if $AUTH; then
+        setup_kdc
+        start_kdc
+    fi
 
     start_server ptserver
     start_server vlserver -noauth
@@ -480,6 +703,7 @@ cmd_up() {
     ((i < 300)) || fail_start davolserver VolserLog "the volserver does not answer"
 
     setup_volumes
+    $AUTH && setup_auth
     write_env
     touch "$RUN/ready"
     log "cell $CELL up in $(elapsed "$t0") s; env: $RUN/env"
@@ -738,7 +962,11 @@ afsio_get() { # AFSPATH LOCAL
 # machine-wide), so that parallel tests may all call `cell.sh up`: the first one starts the
 # cell, the others wait and then find it healthy.
 lock() {
-    exec 9>>/run/lock/afs-wasm-testcell.lock
+    if $AUTH; then
+        exec 9>>/run/lock/afs-wasm-testcell-auth.lock
+    else
+        exec 9>>/run/lock/afs-wasm-testcell.lock
+    fi
     flock 9
 }
 
@@ -770,7 +998,7 @@ main() {
             if [[ $# -eq 0 || $1 == help || $1 == apropos || " $* " == *" -noauth "* ]]; then
                 in_ns "$cmd" "$@"
             else
-                in_ns "$cmd" "$@" -noauth
+                in_ns "$cmd" "$@" "$(auth_flag)"
             fi
             ;;
         exec) [[ $# -gt 0 ]] || die "usage: cell.sh exec CMD..."; in_ns "$@" ;;

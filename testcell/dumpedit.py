@@ -1,12 +1,21 @@
 #!/usr/bin/env python3
-"""Turn a plain file into an AFS mount point inside an OpenAFS volume dump.
+"""Edit an OpenAFS volume dump: make a mount point, or set the root directory's ACL.
 
 Usage: dumpedit.py IN.dump OUT.dump CONTENTS
+       dumpedit.py --acl IN.dump OUT.dump ID:RIGHTS...
 
-Finds the one file vnode (type 1) whose data is exactly CONTENTS (for example
-"#root.cell."), changes its type to 3 (symlink) and its mode to 0644: that is
-what a mount point is (a symlink-typed vnode, mode without x bits, contents
-"#volume." or "%volume."). Everything else is copied byte for byte.
+The first form finds the one file vnode (type 1) whose data is exactly CONTENTS
+(for example "#root.cell."), changes its type to 3 (symlink) and its mode to
+0644: that is what a mount point is (a symlink-typed vnode, mode without x bits,
+contents "#volume." or "%volume.").
+
+The second form replaces the access list of the volume's root directory (vnode
+1) by positive entries ID:RIGHTS (pts ids, rights as a number: r 1, w 2, i 4,
+l 8, d 16, k 32, a 64). A dump holds an ACL in network byte order (dumpstuff.c
+converts it with acl_HtonACL): size, version 1, total, positive, negative (all
+i32), then (id, rights) pairs, zero-filled to 192 bytes; size = 20 + 8 * total.
+
+Everything else is copied byte for byte.
 
 Dump format (OpenAFS src/volser/dumpstuff.c, dump.h; all integers big-endian):
   dump header   0x01, magic u32 0xB3A11322, version u32, then tagged fields
@@ -64,10 +73,28 @@ def skip_header_fields(buf, pos, section):
     return pos
 
 
+def encode_acl(entries):
+    """The 192-byte dump form of an ACL with positive ENTRIES [(id, rights)]."""
+    entries = sorted(entries)
+    acl = struct.pack(">iiiii", 20 + 8 * len(entries), 1, len(entries), len(entries), 0)
+    for pts_id, rights in entries:
+        acl += struct.pack(">ii", pts_id, rights)
+    if len(acl) > ACL_SIZE:
+        raise DumpError("too many ACL entries")
+    return acl.ljust(ACL_SIZE, b"\0")
+
+
 def main():
-    if len(sys.argv) != 4:
+    acl = None
+    if len(sys.argv) >= 2 and sys.argv[1] == "--acl":
+        if len(sys.argv) < 5:
+            sys.exit(__doc__)
+        acl = encode_acl([tuple(int(x) for x in e.split(":")) for e in sys.argv[4:]])
+        src, dst, contents = sys.argv[2], sys.argv[3], None
+    elif len(sys.argv) == 4:
+        src, dst, contents = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+    else:
         sys.exit(__doc__)
-    src, dst, contents = sys.argv[1], sys.argv[2], sys.argv[3].encode()
     buf = bytearray(open(src, "rb").read())
     pos = 0
     if buf[0] != D_DUMPHEADER:
@@ -77,6 +104,7 @@ def main():
         raise DumpError("bad dump magic %#x" % magic)
     pos = skip_header_fields(buf, 9, D_DUMPHEADER)
     matches = []
+    acl_offs = []
     while True:
         tag = buf[pos]
         if tag == D_VOLUMEHEADER:
@@ -101,6 +129,8 @@ def main():
                 elif t in b"vmaogps":
                     pos += 4
                 elif t == ord("A"):
+                    if vnode == 1:
+                        acl_offs.append(pos)
                     pos += ACL_SIZE
                 elif t in (ord("f"), ord("h")):
                     if t == ord("f"):
@@ -123,6 +153,13 @@ def main():
             break
         else:
             raise DumpError("unexpected section tag %d at %d" % (tag, pos))
+    if acl is not None:
+        if len(acl_offs) != 1:
+            raise DumpError("expected one ACL of the root directory, found %d" % len(acl_offs))
+        buf[acl_offs[0]:acl_offs[0] + ACL_SIZE] = acl
+        open(dst, "wb").write(buf)
+        print("root directory ACL set: %s" % " ".join(sys.argv[4:]))
+        return
     if len(matches) != 1:
         raise DumpError("expected exactly one file containing %r, found %d"
                         % (contents, len(matches)))

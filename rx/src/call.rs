@@ -151,6 +151,8 @@ pub struct CallMachine {
     /// goes out once per request packet received, and a forged source address
     /// gets at most one datagram back for each it sends.
     peer_acked: bool,
+    /// User data per DATA packet: MAX_PACKET_DATA less what the security class adds.
+    packet_data: usize,
 }
 
 impl CallMachine {
@@ -193,6 +195,7 @@ impl CallMachine {
             last_ping: None,
             abort_out: None,
             peer_acked: role == Role::Client,
+            packet_data: MAX_PACKET_DATA,
         }
     }
 
@@ -228,7 +231,7 @@ impl CallMachine {
     }
 
     fn tx_queued(&self) -> usize {
-        self.tx_queue.len() + self.tx_partial.len() / MAX_PACKET_DATA
+        self.tx_queue.len() + self.tx_partial.len() / self.packet_data
     }
 
     /// Packets the application may queue ahead of the window: several windows' worth,
@@ -237,7 +240,13 @@ impl CallMachine {
         (4 * self.twind as usize).max(128)
     }
 
-    /// Queues request or reply bytes. Packets are cut at MAX_PACKET_DATA.
+    /// Cuts our packets at `n` bytes of user data, so that what a security class adds to
+    /// each still fits the MTU. Set before the first write.
+    pub fn set_packet_data(&mut self, n: usize) {
+        self.packet_data = n.clamp(1, MAX_PACKET_DATA);
+    }
+
+    /// Queues request or reply bytes. Packets are cut at `packet_data` bytes.
     pub fn write(&mut self, data: &[u8]) {
         debug_assert!(!self.tx_done, "write after finish");
         if self.tx_done || self.is_finished() {
@@ -245,8 +254,8 @@ impl CallMachine {
         }
         self.tx_partial.extend_from_slice(data);
         // Keep one full packet back so the final packet is never empty.
-        while self.tx_partial.len() > MAX_PACKET_DATA {
-            let chunk = self.tx_partial.split_to(MAX_PACKET_DATA).freeze();
+        while self.tx_partial.len() > self.packet_data {
+            let chunk = self.tx_partial.split_to(self.packet_data).freeze();
             self.push_tx(chunk, false);
         }
     }

@@ -6,7 +6,6 @@
 //! connections; the peer's (the fileserver calling us back) are *server* ones.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -14,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use crate::ack::{Ack, AckReason, AckTrailer};
 use crate::call::{Role, MAX_PACKET_DATA};
 use crate::packet::{flags, Header, Packet, PacketType, HEADER_LEN};
-use crate::security::SecurityClass;
+use crate::security::ConnSecurity;
 
 /// Calls a connection carries at once.
 pub const CHANNELS: usize = 4;
@@ -50,16 +49,19 @@ impl Channel {
 #[derive(Debug)]
 pub(crate) struct Conn {
     /// Protects every DATA payload of the connection, both ways.
-    pub security: Arc<dyn SecurityClass>,
+    pub security: Box<dyn ConnSecurity>,
+    /// The service of a client connection (a RESPONSE names it).
+    pub service_id: u16,
     pub serial: u32,
     pub channels: [Channel; CHANNELS],
     pub last_used: Instant,
 }
 
 impl Conn {
-    pub fn new(security: Arc<dyn SecurityClass>, now: Instant) -> Self {
+    pub fn new(security: Box<dyn ConnSecurity>, service_id: u16, now: Instant) -> Self {
         Self {
             security,
+            service_id,
             serial: 0,
             channels: Default::default(),
             last_used: now,
@@ -68,6 +70,20 @@ impl Conn {
 
     pub fn idle(&self) -> bool {
         self.channels.iter().all(|c| c.call.is_none())
+    }
+
+    /// Per channel, the call number a RESPONSE reports: the current call's, the next one
+    /// after a call ended, 0 on a channel never used. The server adopts them, so a later
+    /// call with a lower number would be refused.
+    pub fn call_numbers(&self) -> [u32; CHANNELS] {
+        std::array::from_fn(|i| {
+            let ch = &self.channels[i];
+            match (ch.call, ch.call_number) {
+                (_, 0) => 0,
+                (Some(_), n) => n,
+                (None, n) => n.wrapping_add(1),
+            }
+        })
     }
 
     pub fn next_serial(&mut self) -> u32 {

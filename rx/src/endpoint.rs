@@ -23,6 +23,7 @@ use tracing::{debug, trace};
 use crate::call::{CallConfig, CallMachine, CallState};
 use crate::error::{codes, RxError};
 use crate::proto::{self, CallId, Event, Limits};
+use crate::security::Security;
 use crate::transport::{self, Transport, Udp};
 
 /// Settings of an endpoint.
@@ -349,12 +350,20 @@ impl Endpoint {
             .insert(service_id, service);
     }
 
-    /// Starts a call to `service_id` at `peer`. Nothing is sent until data is written.
+    /// Starts an anonymous (rxnull) call to `service_id` at `peer`. Nothing is sent until
+    /// data is written.
     pub fn call(&self, peer: SocketAddr, service_id: u16) -> Call {
+        self.call_as(peer, service_id, &Security::null())
+    }
+
+    /// Starts a call to `service_id` at `peer` on a connection of `security`.
+    pub fn call_as(&self, peer: SocketAddr, service_id: u16, security: &Security) -> Call {
         let notify = Arc::new(Notify::new());
         let id = {
             let mut d = self.inner.lock();
-            let id = d.proto.start_call(peer, service_id, transport::now());
+            let id = d
+                .proto
+                .start_call(peer, service_id, security, transport::now());
             d.waiters.insert(id, notify.clone());
             id
         };
@@ -375,7 +384,19 @@ impl Endpoint {
         service_id: u16,
         request: &[u8],
     ) -> Result<Vec<u8>, RxError> {
-        let mut call = self.call(peer, service_id);
+        self.make_call_as(peer, service_id, &Security::null(), request)
+            .await
+    }
+
+    /// [`Endpoint::make_call`] on a connection of `security`.
+    pub async fn make_call_as(
+        &self,
+        peer: SocketAddr,
+        service_id: u16,
+        security: &Security,
+        request: &[u8],
+    ) -> Result<Vec<u8>, RxError> {
+        let mut call = self.call_as(peer, service_id, security);
         call.write(request).await?;
         call.finish_sending().await?;
         let reply = call.read_to_end(MAX_WHOLE_REPLY).await?;

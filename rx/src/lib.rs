@@ -15,6 +15,7 @@ pub mod error;
 pub mod packet;
 pub mod proto;
 mod rtt;
+pub mod rxkad;
 pub mod security;
 mod socket;
 pub mod transport;

@@ -8,7 +8,6 @@
 //! [`Limits`]: super::Limits
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -20,7 +19,7 @@ use crate::call::{CallMachine, Role};
 use crate::conn::{is_ping, standalone_ack, Conn, ConnKey};
 use crate::error::codes;
 use crate::packet::{Header, Packet, PacketType, HEADER_LEN};
-use crate::security::{Null, SecurityClass};
+use crate::security::{ConnSecurity, Null};
 
 /// Largest DATA payload accepted: what fits one 1500-byte Ethernet frame after
 /// the IP, UDP and Rx headers (OpenAFS's packets are no larger; we accept no
@@ -71,6 +70,10 @@ impl Endpoint {
                 self.answer_debug(from, &packet);
                 return;
             }
+            PacketType::Challenge if !h.is_client_initiated() => {
+                self.answer_challenge(from, &packet, now);
+                return;
+            }
             other => {
                 trace!(%from, ?other, "ignoring packet type");
                 return;
@@ -106,13 +109,14 @@ impl Endpoint {
         };
         let packet = if h.packet_type == PacketType::Data {
             match conn.security.open(&h, packet.payload) {
-                Some(payload) if payload.len() < COPY_BELOW => Packet {
+                Ok(payload) if payload.len() < COPY_BELOW => Packet {
                     header: h,
                     payload: Bytes::copy_from_slice(&payload),
                 },
-                Some(payload) => Packet { header: h, payload },
-                None => {
-                    trace!(%from, "DATA packet failed its security check");
+                Ok(payload) => Packet { header: h, payload },
+                Err(e) => {
+                    self.counters.bad_packets += 1;
+                    trace!(%from, error = %e, "DATA packet failed its security check");
                     return;
                 }
             }
@@ -120,6 +124,10 @@ impl Endpoint {
             packet
         };
         conn.last_used = now;
+        if h.packet_type == PacketType::Abort && h.call_number == 0 && key.role == Role::Client {
+            self.connection_aborted(key, &packet, now);
+            return;
+        }
         let ch = &mut conn.channels[h.channel()];
         let target = match ch.call {
             Some(id) if h.call_number == ch.call_number => Some(id),
@@ -141,7 +149,7 @@ impl Endpoint {
 
     /// Whether a new incoming connection may be kept; counts it if so.
     fn admit(&mut self, key: ConnKey, h: &Header, now: Instant) -> bool {
-        if h.security_index != Null.index() {
+        if h.security_index != ConnSecurity::index(&Null) {
             // Only rxnull is spoken; fileservers call clients back with it.
             debug!(peer = %key.peer, index = h.security_index, "incoming call with unsupported security");
             return false;
@@ -157,10 +165,8 @@ impl Endpoint {
         }
         *self.incoming_per_host.entry(host).or_default() += 1;
         self.incoming_total += 1;
-        self.conns.insert(
-            key,
-            Conn::new(Arc::new(Null) as Arc<dyn SecurityClass>, now),
-        );
+        self.conns
+            .insert(key, Conn::new(Box::new(Null), h.service_id, now));
         self.arm_collection(now);
         true
     }
@@ -241,6 +247,91 @@ impl Endpoint {
             self.transmit(id, now);
         } else if !self.touched.contains(&id) {
             self.touched.push(id);
+        }
+    }
+
+    /// A server asks one of our connections to prove its identity: answer with a RESPONSE
+    /// if the connection has a call waiting (otherwise the challenge is stale or forged and
+    /// costs us nothing). A challenge the class cannot meet fails the connection's calls.
+    fn answer_challenge(&mut self, from: SocketAddr, packet: &Packet, now: Instant) {
+        let h = &packet.header;
+        let key = ConnKey {
+            peer: from,
+            epoch: h.epoch,
+            cid: h.conn_id(),
+            role: Role::Client,
+        };
+        let Some(conn) = self.conns.get_mut(&key) else {
+            trace!(%from, "challenge for an unknown connection");
+            return;
+        };
+        if conn.idle() {
+            trace!(%from, cid = key.cid, "challenge without a waiting call");
+            return;
+        }
+        match conn.security.respond(&packet.payload, conn.call_numbers()) {
+            Ok(payload) => {
+                let header = Header {
+                    epoch: key.epoch,
+                    cid: key.cid,
+                    call_number: 0,
+                    seq: 0,
+                    serial: conn.next_serial(),
+                    packet_type: PacketType::Response,
+                    flags: crate::packet::flags::CLIENT_INITIATED,
+                    user_status: 0,
+                    security_index: conn.security.index(),
+                    spare: 0,
+                    service_id: conn.service_id,
+                };
+                self.transmits
+                    .push((from, Packet { header, payload }.to_datagram()));
+            }
+            Err(e) => {
+                debug!(%from, cid = key.cid, error = %e, "cannot answer the challenge");
+                let calls: Vec<CallId> = conn.channels.iter().filter_map(|c| c.call).collect();
+                for id in calls {
+                    if let Some(slot) = self.calls.get_mut(&id) {
+                        slot.machine.abort(e.code);
+                        if matches!(slot.side, Side::Client { released: false }) {
+                            self.events.push_back(Event::Wake(id));
+                        }
+                    }
+                    self.transmit(id, now);
+                }
+            }
+        }
+    }
+
+    /// An ABORT for call 0 aborts the whole connection (a server does this when our
+    /// RESPONSE fails its checks): every call on it fails with the code, and the connection
+    /// is never used again.
+    fn connection_aborted(&mut self, key: ConnKey, packet: &Packet, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        debug!(peer = %key.peer, cid = key.cid, "connection aborted by the peer");
+        let calls: Vec<(CallId, u32)> = conn
+            .channels
+            .iter()
+            .filter_map(|c| c.call.map(|id| (id, c.call_number)))
+            .collect();
+        for ch in &mut conn.channels {
+            ch.retired = true;
+        }
+        self.arm_collection(now);
+        for (id, call_number) in calls {
+            let header = Header {
+                call_number,
+                ..packet.header
+            };
+            if let Some(slot) = self.calls.get_mut(&id) {
+                let ev = slot.machine.on_packet(&header, &packet.payload, now);
+                if ev.readable && matches!(slot.side, Side::Client { released: false }) {
+                    self.events.push_back(Event::Wake(id));
+                }
+            }
+            self.transmit(id, now);
         }
     }
 

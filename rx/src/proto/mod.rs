@@ -14,7 +14,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -24,7 +23,7 @@ use crate::call::{CallConfig, CallMachine, CallState, Role};
 use crate::conn::{Conn, ConnKey, CHANNELS};
 use crate::error::codes;
 use crate::packet::{Header, PacketType};
-use crate::security::{Null, SecurityClass};
+use crate::security::Security;
 
 pub use crate::conn::CallId;
 
@@ -128,7 +127,9 @@ pub struct Endpoint {
     incoming_cfg: CallConfig,
     limits: Limits,
     conns: HashMap<ConnKey, Conn>,
-    pools: HashMap<(SocketAddr, u16), Vec<ConnKey>>,
+    /// Client connections by peer, service and security class: an identity's calls never
+    /// travel on another's connection.
+    pools: HashMap<(SocketAddr, u16, Security), Vec<ConnKey>>,
     calls: HashMap<CallId, CallSlot>,
     incoming_per_host: HashMap<IpAddr, usize>,
     incoming_total: usize,
@@ -194,10 +195,16 @@ impl Endpoint {
         id
     }
 
-    /// Starts a client call to `service_id` at `peer`. Nothing is sent until the
-    /// application writes.
-    pub fn start_call(&mut self, peer: SocketAddr, service_id: u16, now: Instant) -> CallId {
-        let key = self.free_connection(peer, service_id, now);
+    /// Starts a client call to `service_id` at `peer`, on a connection of `security`.
+    /// Nothing is sent until the application writes.
+    pub fn start_call(
+        &mut self,
+        peer: SocketAddr,
+        service_id: u16,
+        security: &Security,
+        now: Instant,
+    ) -> CallId {
+        let key = self.free_connection(peer, service_id, security, now);
         let id = self.call_id();
         let conn = self.conns.get_mut(&key).expect("pooled connection exists");
         let channel = conn
@@ -222,7 +229,9 @@ impl Endpoint {
             spare: 0,
             service_id,
         };
-        let machine = CallMachine::new(Role::Client, peer, template, self.call_cfg.clone(), now);
+        let mut machine =
+            CallMachine::new(Role::Client, peer, template, self.call_cfg.clone(), now);
+        machine.set_packet_data(crate::call::MAX_PACKET_DATA - conn.security.overhead());
         let slot = CallSlot {
             conn: key,
             channel,
@@ -234,8 +243,17 @@ impl Endpoint {
         id
     }
 
-    fn free_connection(&mut self, peer: SocketAddr, service_id: u16, now: Instant) -> ConnKey {
-        let pool = self.pools.entry((peer, service_id)).or_default();
+    fn free_connection(
+        &mut self,
+        peer: SocketAddr,
+        service_id: u16,
+        security: &Security,
+        now: Instant,
+    ) -> ConnKey {
+        let pool = self
+            .pools
+            .entry((peer, service_id, security.clone()))
+            .or_default();
         pool.retain(|k| self.conns.contains_key(k));
         let has_free = |k: &ConnKey| self.conns[k].channels.iter().any(|c| c.is_free());
         if let Some(k) = pool.iter().find(|k| has_free(k)) {
@@ -248,10 +266,9 @@ impl Endpoint {
             role: Role::Client,
         };
         self.next_cid = self.next_cid.wrapping_add(CHANNELS as u32) & 0x3fff_fffc;
-        self.conns.insert(
-            key,
-            Conn::new(Arc::new(Null) as Arc<dyn SecurityClass>, now),
-        );
+        let conn_security = security.class().client_conn(key.epoch, key.cid);
+        self.conns
+            .insert(key, Conn::new(conn_security, service_id, now));
         pool.push(key);
         key
     }
@@ -350,7 +367,7 @@ impl Endpoint {
             .poll_transmit(now, &mut conn.serial, &mut packets);
         for mut p in packets {
             if p.header.packet_type == PacketType::Data {
-                p.payload = conn.security.seal(&p.header, p.payload);
+                p.payload = conn.security.seal(&mut p.header, p.payload);
             }
             self.transmits.push((slot.conn.peer, p.to_datagram()));
         }
@@ -412,6 +429,11 @@ impl Endpoint {
                 dropped.push(*key);
             }
             keep
+        });
+        let conns = &self.conns;
+        self.pools.retain(|_, pool| {
+            pool.retain(|k| conns.contains_key(k));
+            !pool.is_empty()
         });
         for key in dropped {
             debug!(peer = %key.peer, cid = key.cid, "forgetting idle connection");

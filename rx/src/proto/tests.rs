@@ -250,7 +250,7 @@ fn a_call_between_two_state_machines() {
     let mut client = endpoint();
     let mut server = Endpoint::new(0x8000_0002, 0x200, CallConfig::default(), Limits::default());
     let mut now = Instant::now();
-    let id = client.start_call(sa, 1, now);
+    let id = client.start_call(sa, 1, &crate::security::Security::null(), now);
     let req = vec![1u8; 3000];
     client.with_call(id, now, |m| {
         m.write(&req);
@@ -294,7 +294,7 @@ fn random_datagrams_never_panic_and_stay_bounded() {
     let mut ep = endpoint();
     let t0 = Instant::now();
     let server = addr(1, 7000);
-    let id = ep.start_call(server, 1, t0);
+    let id = ep.start_call(server, 1, &crate::security::Security::null(), t0);
     ep.with_call(id, t0, |m| {
         m.write(b"request");
         m.finish_sending();
@@ -335,4 +335,116 @@ fn random_datagrams_never_panic_and_stay_bounded() {
         "{conns}"
     );
     assert!(calls <= 4 * conns + 1, "{calls}");
+}
+
+fn rxkad(key_seed: u8) -> crate::security::Security {
+    use crate::rxkad::{kdf, Credential, Level, Rxkad, KVNO_KERBEROS_V5};
+    crate::security::Security::new(Rxkad::new(
+        Credential {
+            kvno: KVNO_KERBEROS_V5,
+            ticket: std::sync::Arc::from(vec![key_seed; 100]),
+            key: kdf(&[key_seed; 32]).unwrap(),
+        },
+        Level::Crypt,
+    ))
+}
+
+/// An rxkad call: the server's CHALLENGE gets a RESPONSE on the call's connection; an
+/// ABORT of the whole connection (call 0) fails the call with the server's code.
+#[test]
+fn rxkad_challenge_response_and_connection_abort() {
+    use crate::rxkad::{codes, Fcrypt, INDEX};
+    let mut ep = endpoint();
+    let t0 = Instant::now();
+    let server = addr(1, 7000);
+    let alice = rxkad(1);
+    let id = ep.start_call(server, 1, &alice, t0);
+    ep.with_call(id, t0, |m| {
+        m.write(b"request");
+        m.finish_sending();
+    });
+    let sent = drain(&mut ep, t0);
+    let data = Packet::parse_datagram(sent[0].1.clone()).unwrap().remove(0);
+    assert_eq!(data.header.security_index, INDEX);
+    assert_ne!(
+        data.header.spare, 0,
+        "the first DATA packet carries a checksum"
+    );
+    assert_ne!(&data.payload[..], b"request", "crypt level");
+
+    // A stray challenge on a connection we do not have gets nothing.
+    let challenge = |cid: u32| {
+        let mut payload = Vec::new();
+        for w in [2u32, 0x1234_5678, 0, 0] {
+            payload.extend_from_slice(&w.to_be_bytes());
+        }
+        Packet {
+            header: Header {
+                call_number: 0,
+                seq: 0,
+                serial: 1,
+                packet_type: PacketType::Challenge,
+                flags: 0,
+                cid,
+                ..data.header
+            },
+            payload: payload.into(),
+        }
+        .to_datagram()
+    };
+    ep.handle(t0, server, challenge(data.header.cid ^ 0x40));
+    assert!(drain(&mut ep, t0).is_empty());
+
+    ep.handle(t0, server, challenge(data.header.cid & !3));
+    let sent = drain(&mut ep, t0);
+    assert_eq!(sent.len(), 1);
+    let resp = Packet::parse_datagram(sent[0].1.clone()).unwrap().remove(0);
+    assert_eq!(resp.header.packet_type, PacketType::Response);
+    assert!(resp.header.is_client_initiated());
+    let key = crate::rxkad::kdf(&[1; 32]).unwrap();
+    let mut sealed = resp.payload[8..48].to_vec();
+    Fcrypt::new(&key).pcbc_decrypt(key, &mut sealed);
+    let word = |i: usize| u32::from_be_bytes(sealed[i * 4..i * 4 + 4].try_into().unwrap());
+    assert_eq!(word(1), data.header.cid & !3);
+    assert_eq!([word(4), word(5), word(6), word(7)], [1, 0, 0, 0]);
+    assert_eq!(word(8), 0x1234_5679);
+
+    // Another identity gets a connection of its own.
+    let bob = rxkad(2);
+    let other = ep.start_call(server, 1, &bob, t0);
+    ep.with_call(other, t0, |m| m.write(b"x"));
+    assert_eq!(ep.sizes(), (2, 2));
+
+    let abort = Packet {
+        header: Header {
+            call_number: 0,
+            seq: 0,
+            serial: 2,
+            packet_type: PacketType::Abort,
+            flags: 0,
+            cid: data.header.cid & !3,
+            ..data.header
+        },
+        payload: Bytes::copy_from_slice(&codes::RXKADSEALEDINCON.to_be_bytes()),
+    };
+    ep.handle(t0, server, abort.to_datagram());
+    assert!(matches!(
+        ep.call_state(id),
+        Some(CallState::Failed(crate::RxError::Aborted { code, .. })) if *code == codes::RXKADSEALEDINCON
+    ));
+    assert!(ep
+        .call_state(other)
+        .is_some_and(|s| *s == CallState::Active));
+    // The aborted connection is not used again.
+    ep.release(id, t0);
+    let again = ep.start_call(server, 1, &alice, t0);
+    ep.with_call(again, t0, |m| {
+        m.write(b"again");
+        m.finish_sending();
+    });
+    let sent = drain(&mut ep, t0);
+    let p = Packet::parse_datagram(sent.last().unwrap().1.clone())
+        .unwrap()
+        .remove(0);
+    assert_ne!(p.header.cid & !3, data.header.cid & !3);
 }
