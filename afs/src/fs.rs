@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use rx::security::Security;
 use rx::Endpoint;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -72,6 +73,8 @@ pub struct FileServer {
     endpoint: Endpoint,
     addr: SocketAddr,
     stats: Arc<FsStats>,
+    /// The identity the calls are made as (rxnull unless [`FileServer::with_security`]).
+    security: Security,
 }
 
 /// Calls made to fileservers and the file bytes they moved.
@@ -125,7 +128,14 @@ impl FileServer {
             endpoint,
             addr,
             stats,
+            security: Security::null(),
         }
+    }
+
+    /// The same fileserver, called on connections of `security` (an identity's).
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
     }
 
     pub fn stats(&self) -> &FsStats {
@@ -145,7 +155,14 @@ impl FileServer {
     ) -> Result<T> {
         FsStats::count(counter, 1);
         retry_busy(&self.stats, || {
-            rpc::call(&self.endpoint, self.addr, SERVICE, request, &decode)
+            rpc::call_as(
+                &self.endpoint,
+                self.addr,
+                SERVICE,
+                &self.security,
+                request,
+                &decode,
+            )
         })
         .await
     }
@@ -212,7 +229,7 @@ impl FileServer {
         len: u64,
         mut sink: impl FnMut(Bytes) -> std::io::Result<()>,
     ) -> Result<FetchStatusReply> {
-        let mut call = self.endpoint.call(self.addr, SERVICE);
+        let mut call = self.endpoint.call_as(self.addr, SERVICE, &self.security);
         call.write(&p::fetch_data64_args(fid, pos, len)).await?;
         call.finish_sending().await?;
         let mut word = [0u8; 8];
@@ -271,7 +288,7 @@ impl FileServer {
             file_length,
         } = range;
         FsStats::count(&self.stats.store_data, 1);
-        let mut call = self.endpoint.call(self.addr, SERVICE);
+        let mut call = self.endpoint.call_as(self.addr, SERVICE, &self.security);
         call.write(&p::store_data64_args(fid, status, pos, len, file_length))
             .await?;
         let mut buf = vec![0u8; 256 << 10];

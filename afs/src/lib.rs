@@ -11,6 +11,7 @@ pub mod cache;
 pub mod callback;
 pub mod client;
 pub mod fs;
+pub mod identity;
 pub mod path;
 pub mod rpc;
 pub mod vl;
@@ -18,6 +19,7 @@ pub mod vl;
 pub use afs_proto::{cell, dir, error, proto, types, xdr};
 
 pub use error::{AbortCode, ErrorKind};
+pub use identity::Identity;
 pub use types::{CallBack, FetchStatus, Fid, FileType, StoreStatus, Uuid, VolSync};
 
 #[cfg(test)]
@@ -48,6 +50,8 @@ mod tests {
             (afs::RXGEN_OPCODE, rx::RXGEN_OPCODE),
             (afs::RXGEN_SS_XDRFREE, rx::RXGEN_SS_XDRFREE),
             (afs::RXGEN_CC_XDRFREE, rx::RXGEN_CC_XDRFREE),
+            (afs::RXKADEXPIRED, ::rx::rxkad::codes::RXKADEXPIRED),
+            (afs::RXKADSEALEDINCON, ::rx::rxkad::codes::RXKADSEALEDINCON),
         ];
         for (ours, theirs) in pairs {
             assert_eq!(ours, theirs);

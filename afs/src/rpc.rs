@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use rx::security::Security;
 use rx::{Endpoint, RxError};
 
 use crate::error::{AbortCode, ErrorKind};
@@ -41,6 +42,10 @@ impl Error {
         match self {
             Error::Aborted { code, .. } => code.kind(),
             Error::Rx(e) if e.is_unreachable() => ErrorKind::ServerUnreachable,
+            // A challenge our token could not answer (level, expiry): its rxkad code says why.
+            Error::Rx(RxError::LocallyAborted { code }) if AbortCode(*code).name().is_some() => {
+                AbortCode(*code).kind()
+            }
             Error::Rx(_) | Error::BadReply { .. } => ErrorKind::Protocol,
             Error::BadArgument(_) => ErrorKind::Other,
             Error::Local { kind, .. } => *kind,
@@ -99,7 +104,29 @@ pub async fn call<T>(
     request: &[u8],
     decode: impl FnOnce(&[u8]) -> Result<T, XdrError>,
 ) -> Result<T> {
-    let reply = endpoint.make_call(server, service, request).await?;
+    call_as(
+        endpoint,
+        server,
+        service,
+        &Security::null(),
+        request,
+        decode,
+    )
+    .await
+}
+
+/// [`call`] on a connection of `security`.
+pub async fn call_as<T>(
+    endpoint: &Endpoint,
+    server: SocketAddr,
+    service: u16,
+    security: &Security,
+    request: &[u8],
+    decode: impl FnOnce(&[u8]) -> Result<T, XdrError>,
+) -> Result<T> {
+    let reply = endpoint
+        .make_call_as(server, service, security, request)
+        .await?;
     decode(&reply).map_err(|source| Error::BadReply { server, source })
 }
 

@@ -99,6 +99,13 @@ pub const VL_PERM: i32 = VL_ERROR_BASE + 26;
 /// Base of the unified AFS error table (`error_table uae`); `UAEPERM`.
 pub const UAE_ERROR_BASE: i32 = 49733376;
 
+/// Base of the rxkad error table (`error_table RXK`); `RXKADINCONSISTENCY`.
+pub const RXKAD_ERROR_BASE: i32 = 19270400;
+/// rxkad: the token's ticket has expired.
+pub const RXKADEXPIRED: i32 = RXKAD_ERROR_BASE + 9;
+/// rxkad: the response was sealed with another key than the ticket's.
+pub const RXKADSEALEDINCON: i32 = RXKAD_ERROR_BASE + 10;
+
 /// Coarse classification of a failure, for callers that must react
 /// (retry, report, map to an errno) rather than just print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -153,6 +160,10 @@ pub enum ErrorKind {
     Loop,
     /// Too many hard links to one file.
     TooManyLinks,
+    /// The token has expired: get a new one (`afs-wasm login`).
+    TokenExpired,
+    /// The server refused our credentials (bad ticket, wrong key, unknown key version).
+    AuthenticationFailed,
 }
 
 impl ErrorKind {
@@ -182,6 +193,8 @@ impl ErrorKind {
             Self::NameTooLong => 36,
             Self::Loop => 40,
             Self::TooManyLinks => 31,
+            Self::TokenExpired => 127, // EKEYEXPIRED, as kAFS reports it
+            Self::AuthenticationFailed => 129, // EKEYREJECTED
         }
     }
 
@@ -279,8 +292,67 @@ fn lookup(code: i32) -> Option<&'static Meaning> {
     if let Some(i) = table_index(code, UAE_ERROR_BASE, UAE_TABLE.len()) {
         return Some(&UAE_TABLE[i]);
     }
+    if let Some(i) = table_index(code, RXKAD_ERROR_BASE, RXKAD_TABLE.len()) {
+        return Some(&RXKAD_TABLE[i]);
+    }
     errno_meaning(code)
 }
+
+/// OpenAFS src/rxkad/rxkad_errs.et, in order from its base.
+static RXKAD_TABLE: [Meaning; 13] = {
+    use ErrorKind::*;
+    [
+        m(
+            "RXKADINCONSISTENCY",
+            "security module structure inconsistent",
+            Protocol,
+        ),
+        m(
+            "RXKADPACKETSHORT",
+            "packet too short for security challenge",
+            Protocol,
+        ),
+        m(
+            "RXKADLEVELFAIL",
+            "security level negotiation failed",
+            AuthenticationFailed,
+        ),
+        m(
+            "RXKADTICKETLEN",
+            "ticket length too short or too long",
+            AuthenticationFailed,
+        ),
+        m(
+            "RXKADOUTOFSEQUENCE",
+            "packet had bad sequence number",
+            Protocol,
+        ),
+        m("RXKADNOAUTH", "caller not authorized", AuthenticationFailed),
+        m(
+            "RXKADBADKEY",
+            "illegal key: bad parity or weak",
+            AuthenticationFailed,
+        ),
+        m(
+            "RXKADBADTICKET",
+            "security object was passed a bad ticket",
+            AuthenticationFailed,
+        ),
+        m(
+            "RXKADUNKNOWNKEY",
+            "ticket contained unknown key version number",
+            AuthenticationFailed,
+        ),
+        m("RXKADEXPIRED", "token expired", TokenExpired),
+        m("RXKADSEALEDINCON", "wrong key", AuthenticationFailed),
+        m("RXKADDATALEN", "user data too long", Protocol),
+        m(
+            "RXKADILLEGALLEVEL",
+            "caller not authorized to use encrypted connections",
+            AuthenticationFailed,
+        ),
+    ]
+};
 
 fn table_index(code: i32, base: i32, len: usize) -> Option<usize> {
     let off = code.checked_sub(base)?;
@@ -358,7 +430,7 @@ fn volume_meaning(code: i32) -> Option<&'static Meaning> {
     ];
     static RESTRICTED: Meaning = m("VRESTRICTED", "volume restricted", VolumeOffline);
     static CONNBAD: Meaning = m("VICECONNBAD", "bad fileserver connection", Protocol);
-    static TOKENDEAD: Meaning = m("VICETOKENDEAD", "token expired", PermissionDenied);
+    static TOKENDEAD: Meaning = m("VICETOKENDEAD", "token expired", TokenExpired);
     match code {
         101..=113 => Some(&VOL[(code - 101) as usize]),
         VRESTRICTED => Some(&RESTRICTED),

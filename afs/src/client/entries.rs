@@ -42,7 +42,7 @@ impl Client {
     pub async fn create_in(&self, dir: &Node, name: &str, mode: u32) -> Result<Node> {
         let status = StoreStatus::new().with_mode(mode);
         let reply = self
-            .file_server(dir)
+            .file_server(dir)?
             .create_file(dir.fid, name, &status)
             .await?;
         self.note_created(dir, &reply);
@@ -53,7 +53,7 @@ impl Client {
     pub async fn make_dir_in(&self, dir: &Node, name: &str, mode: u32) -> Result<Node> {
         let status = StoreStatus::new().with_mode(mode);
         let reply = self
-            .file_server(dir)
+            .file_server(dir)?
             .make_dir(dir.fid, name, &status)
             .await?;
         self.note_created(dir, &reply);
@@ -62,7 +62,7 @@ impl Client {
 
     /// Removes the file, symlink or mount point `name` from `dir`.
     pub async fn remove_in(&self, dir: &Node, name: &str) -> Result<()> {
-        let reply = self.file_server(dir).remove_file(dir.fid, name).await?;
+        let reply = self.file_server(dir)?.remove_file(dir.fid, name).await?;
         self.note_own_change(dir.fid, reply.status);
         Ok(())
     }
@@ -70,7 +70,7 @@ impl Client {
     /// Removes the empty directory `name` from `dir`.
     pub async fn remove_dir_in(&self, dir: &Node, name: &str) -> Result<()> {
         let reply = self
-            .file_server(dir)
+            .file_server(dir)?
             .remove_dir(dir.fid, name)
             .await
             .map_err(|e| match e.kind() {
@@ -87,7 +87,7 @@ impl Client {
     pub async fn symlink_in(&self, dir: &Node, name: &str, target: &str, mode: u32) -> Result<Fid> {
         let status = StoreStatus::new().with_mode(mode);
         let reply = self
-            .file_server(dir)
+            .file_server(dir)?
             .symlink(dir.fid, name, target, &status)
             .await?;
         self.note_own_change(dir.fid, reply.dir_status);
@@ -111,7 +111,7 @@ impl Client {
             ));
         }
         let reply = self
-            .file_server(old_dir)
+            .file_server(old_dir)?
             .rename(old_dir.fid, old, new_dir.fid, new)
             .await
             .map_err(|e| match e.kind() {
@@ -127,7 +127,7 @@ impl Client {
     /// Makes `name` in `dir` a hard link to `existing`. OpenAFS allows hard links
     /// only within one directory: elsewhere the fileserver answers EXDEV.
     pub async fn link_in(&self, dir: &Node, name: &str, existing: Fid) -> Result<()> {
-        let reply = self.file_server(dir).link(dir.fid, name, existing).await?;
+        let reply = self.file_server(dir)?.link(dir.fid, name, existing).await?;
         self.note_own_change(dir.fid, reply.dir_status);
         self.note_own_change(existing, reply.status);
         Ok(())
@@ -137,7 +137,7 @@ impl Client {
     /// with its new status.
     pub async fn store_status(&self, node: &Node, status: &StoreStatus) -> Result<Node> {
         let reply = self
-            .file_server(node)
+            .file_server(node)?
             .store_status(node.fid, status)
             .await?;
         self.note_own_change(node.fid, reply.status);

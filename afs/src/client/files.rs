@@ -26,7 +26,7 @@ impl Client {
                 }
             })
             .collect();
-        let fs = self.file_server(dir);
+        let fs = self.file_server(dir)?;
         let mut missing: Vec<&mut DirEntry> =
             out.iter_mut().filter(|e| e.status.is_none()).collect();
         for batch in missing.chunks_mut(crate::types::AFS_CB_MAX) {
@@ -74,7 +74,7 @@ impl Client {
         while next < len || !inflight.is_empty() {
             while next < len && inflight.len() < READ_PARALLEL {
                 let n = READ_CHUNK.min(len - next);
-                let fs = self.file_server(node);
+                let fs = self.file_server(node)?;
                 let fid = node.fid;
                 let pos = next;
                 let stamp = self.stamp(fid, node.server).await;
@@ -115,7 +115,7 @@ impl Client {
         let fid = match self.lookup(&dir, &name).await.map_err(|e| e.at(path))? {
             Some(fid) => fid,
             None => {
-                let fs = self.file_server(&dir);
+                let fs = self.file_server(&dir)?;
                 let status = StoreStatus::new().with_mode(0o644);
                 let created = fs.create_file(dir.fid, &name, &status).await;
                 match created {
@@ -132,7 +132,7 @@ impl Client {
                 }
             }
         };
-        let fs = self.file_server(&dir);
+        let fs = self.file_server(&dir)?;
         let reply = fs
             .store_data(
                 fid,

@@ -23,6 +23,7 @@ use crate::cell::{parse_this_cell, CellConfig, CellPaths, CellServDb};
 use crate::dir::Directory;
 use crate::error::ErrorKind;
 use crate::fs::{FetchStatusReply, FileServer, FsStats};
+use crate::identity::{AuthError, Identity};
 use crate::path::{AfsPath, MountPoint};
 use crate::rpc::{Error, Result};
 use crate::types::{CallBack, FetchStatus, Fid, FileType, StoreStatus, Uuid, VolumeType};
@@ -60,6 +61,8 @@ pub struct ClientConfig {
     /// Trust no callback promise longer than this, whatever the server grants
     /// (None: as granted). Bounds how long a partitioned client serves cached state.
     pub max_promise: Option<Duration>,
+    /// Who the client is to the servers (anonymous unless a token is given).
+    pub identity: Identity,
 }
 
 impl Default for ClientConfig {
@@ -71,6 +74,7 @@ impl Default for ClientConfig {
             rx: EndpointConfig::default(),
             probe_interval: Some(Duration::from_secs(45)),
             max_promise: None,
+            identity: Identity::Anonymous,
         }
     }
 }
@@ -154,6 +158,7 @@ pub struct Client {
     parsed: Mutex<HashMap<Fid, Parsed>>,
     uuid: Uuid,
     prober: Option<tokio::task::JoinHandle<()>>,
+    identity: Identity,
 }
 
 impl Drop for Client {
@@ -249,6 +254,7 @@ impl Client {
             parsed: Mutex::default(),
             uuid,
             prober,
+            identity: cfg.identity,
         })
     }
 
@@ -406,7 +412,7 @@ impl Client {
     ) -> Result<FetchStatusReply> {
         let stamp = self.stamp(node.fid, node.server).await;
         let reply = self
-            .file_server(node)
+            .file_server(node)?
             .fetch_data(node.fid, pos, len, sink)
             .await?;
         self.note_promise(node.fid, node.server, stamp, &reply);
@@ -428,7 +434,7 @@ impl Client {
             file_length: file_len,
         };
         let reply = self
-            .file_server(node)
+            .file_server(node)?
             .store_data(
                 node.fid,
                 &StoreStatus::new(),
@@ -471,13 +477,36 @@ impl Client {
         &self.fs_stats
     }
 
+    /// Calls about the client itself (capabilities, giving up callbacks): anonymous, as
+    /// the fileserver keeps callbacks per client, not per user.
     fn file_server_at(&self, server: SocketAddr) -> FileServer {
         FileServer::with_stats(self.endpoint.clone(), server, self.fs_stats.clone())
     }
 
-    /// A fileserver handle for `node`'s server.
-    pub fn file_server(&self, node: &Node) -> FileServer {
-        self.file_server_at(node.server)
+    /// Calls about files of `cell`, made as the client's identity.
+    fn file_server_as(&self, cell: &str, server: SocketAddr) -> Result<FileServer> {
+        let security = self.identity.security(cell).map_err(|e| {
+            let kind = match e {
+                AuthError::Expired { .. } => ErrorKind::TokenExpired,
+                AuthError::NoToken { .. } => ErrorKind::PermissionDenied,
+                AuthError::Renewal(_) => ErrorKind::AuthenticationFailed,
+            };
+            Error::Local {
+                kind,
+                message: e.to_string(),
+            }
+        })?;
+        Ok(self.file_server_at(server).with_security(security))
+    }
+
+    /// A fileserver handle for `node`'s server, as the client's identity.
+    pub fn file_server(&self, node: &Node) -> Result<FileServer> {
+        self.file_server_as(&node.cell, node.server)
+    }
+
+    /// Who this client is to the servers of the cell its identity has a token for.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// FetchStatus, recording the promise that comes with it. Tries each site of
@@ -489,7 +518,7 @@ impl Client {
             let (servers, volume_type) = self.servers_for(cell, fid).await?;
             let mut last = None;
             for server in servers {
-                let fs = self.file_server_at(server);
+                let fs = self.file_server_as(cell, server)?;
                 let stamp = self.stamp(fid, server).await;
                 match fs.fetch_status(fid).await {
                     Ok(reply) => {

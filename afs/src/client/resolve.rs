@@ -178,7 +178,7 @@ impl Client {
             ));
         }
         let mut out = Vec::with_capacity(len as usize);
-        let fs = self.file_server(node);
+        let fs = self.file_server(node)?;
         let stamp = self.stamp(node.fid, node.server).await;
         let reply = fs
             .fetch_data(node.fid, 0, node.status.length(), |b| {

@@ -1,5 +1,6 @@
 //! Command-line parsing and the commands.
 
+mod auth;
 mod files;
 mod run;
 mod watch;
@@ -23,6 +24,12 @@ pub struct Args {
     /// Cell for paths that do not start with /afs/ (default: ThisCell).
     #[arg(long, global = true, env = "AFS_CELL")]
     pub cell: Option<String>,
+    /// Call the servers anonymously (rxnull), even with a token.
+    #[arg(long, global = true)]
+    pub anonymous: bool,
+    /// rxkad level for authenticated connections: clear, auth (checksummed) or crypt.
+    #[arg(long, global = true, default_value = "crypt", value_name = "LEVEL")]
+    pub level: rx::rxkad::Level,
     /// More logging (-v: debug, -vv: trace); also shows counters at exit.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -67,6 +74,13 @@ pub enum Command {
     /// Run a wasm guest (a wasm32-wasip2 command component, or a wasm32-wasip1 command
     /// module) that may open and map the AFS files it is granted.
     Run(run::RunArgs),
+    /// Get an AFS token for the cell from Kerberos (the ticket cache, or a keytab), as
+    /// aklog does, and keep it in the user's token store.
+    Login(auth::LoginArgs),
+    /// List the tokens held.
+    Tokens,
+    /// Drop the token of --cell, or all tokens.
+    Unlog,
     /// Print a line each time one of the files changes.
     Watch {
         paths: Vec<String>,
@@ -107,18 +121,19 @@ pub fn absolute(client: &Client, cell: Option<&str>, path: &str) -> Result<Strin
     Ok(format!("/afs/{cell}/{}", path.trim_start_matches('/')))
 }
 
-fn client_config(args: &Args) -> ClientConfig {
-    ClientConfig {
+fn client_config(args: &Args) -> Result<ClientConfig> {
+    Ok(ClientConfig {
         cellservdb: args.cellservdb.clone(),
         thiscell: args.thiscell.clone(),
+        identity: auth::identity(args.anonymous, args.level)?,
         ..ClientConfig::default()
-    }
+    })
 }
 
 /// `afs-wasm run`: the guest's exit code. Call it outside any tokio runtime (the host
 /// brings its own).
 pub fn run_guest(args: Args) -> Result<i32> {
-    let client = client_config(&args);
+    let client = client_config(&args)?;
     match args.command {
         Command::Run(run) => run::run(client, args.cell, run),
         _ => anyhow::bail!("not a run command"),
@@ -126,7 +141,16 @@ pub fn run_guest(args: Args) -> Result<i32> {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let client = std::sync::Arc::new(Client::new(client_config(&args)).await?);
+    match &args.command {
+        Command::Login(login) => {
+            let cell = auth::default_cell(args.cell.as_deref(), args.thiscell.as_ref())?;
+            return auth::login(&cell, login);
+        }
+        Command::Tokens => return auth::tokens(),
+        Command::Unlog => return auth::unlog(args.cell.as_deref()),
+        _ => {}
+    }
+    let client = std::sync::Arc::new(Client::new(client_config(&args)?).await?);
     let cell = args.cell.as_deref();
     let abs = |p: &str| absolute(&client, cell, p);
     let result = match &args.command {
@@ -166,6 +190,7 @@ pub async fn run(args: Args) -> Result<()> {
             watch::watch(&client, &map(paths, abs)?, *count, format).await
         }
         Command::Run(_) => Err(anyhow::anyhow!("`run` is handled outside the runtime")),
+        Command::Login(_) | Command::Tokens | Command::Unlog => unreachable!("handled above"),
     };
     if args.verbose > 0 {
         files::print_stats(&client);

@@ -44,7 +44,10 @@ pub(crate) type FsResult<T> = Result<T, FsError>;
 pub(crate) fn code_of(kind: ErrorKind) -> ErrorCode {
     match kind {
         ErrorKind::NotFound | ErrorKind::NoSuchVolume => ErrorCode::NoEntry,
-        ErrorKind::PermissionDenied => ErrorCode::Access,
+        // WASI has no "key expired/rejected": the guest is refused, the host logs why.
+        ErrorKind::PermissionDenied | ErrorKind::TokenExpired | ErrorKind::AuthenticationFailed => {
+            ErrorCode::Access
+        }
         ErrorKind::Confined => ErrorCode::NotPermitted,
         ErrorKind::Exists => ErrorCode::Exist,
         ErrorKind::NotDirectory => ErrorCode::NotDirectory,

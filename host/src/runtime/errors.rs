@@ -32,7 +32,10 @@ pub(crate) fn code_of(kind: ErrorKind, stage: Stage) -> ErrorCode {
         ErrorKind::NotFound | ErrorKind::NotDirectory | ErrorKind::NoSuchVolume => {
             ErrorCode::NotFound
         }
-        ErrorKind::PermissionDenied | ErrorKind::Confined => ErrorCode::AccessDenied,
+        ErrorKind::PermissionDenied
+        | ErrorKind::Confined
+        | ErrorKind::TokenExpired
+        | ErrorKind::AuthenticationFailed => ErrorCode::AccessDenied,
         ErrorKind::Conflict => ErrorCode::Conflict,
         ErrorKind::WrittenPastEnd => ErrorCode::InvalidArgument,
         ErrorKind::ReadOnly => ErrorCode::ReadOnly,

@@ -46,38 +46,6 @@ pub mod codes {
     pub const RXKADSEALEDINCON: i32 = 19_270_410;
     pub const RXKADDATALEN: i32 = 19_270_411;
     pub const RXKADILLEGALLEVEL: i32 = 19_270_412;
-
-    /// The name and meaning of an rxkad code, if `code` is one.
-    pub fn describe(code: i32) -> Option<(&'static str, &'static str)> {
-        Some(match code {
-            RXKADINCONSISTENCY => (
-                "RXKADINCONSISTENCY",
-                "security module structure inconsistent",
-            ),
-            RXKADPACKETSHORT => (
-                "RXKADPACKETSHORT",
-                "packet too short for security challenge",
-            ),
-            RXKADLEVELFAIL => ("RXKADLEVELFAIL", "security level negotiation failed"),
-            RXKADTICKETLEN => ("RXKADTICKETLEN", "ticket length too short or too long"),
-            RXKADOUTOFSEQUENCE => ("RXKADOUTOFSEQUENCE", "packet had bad sequence number"),
-            RXKADNOAUTH => ("RXKADNOAUTH", "caller not authorized"),
-            RXKADBADKEY => ("RXKADBADKEY", "illegal key: bad parity or weak"),
-            RXKADBADTICKET => ("RXKADBADTICKET", "security object was passed a bad ticket"),
-            RXKADUNKNOWNKEY => (
-                "RXKADUNKNOWNKEY",
-                "ticket contained unknown key version number",
-            ),
-            RXKADEXPIRED => ("RXKADEXPIRED", "authentication expired"),
-            RXKADSEALEDINCON => ("RXKADSEALEDINCON", "sealed data inconsistent (wrong key)"),
-            RXKADDATALEN => ("RXKADDATALEN", "user data too long"),
-            RXKADILLEGALLEVEL => (
-                "RXKADILLEGALLEVEL",
-                "caller not authorized to use encrypted connections",
-            ),
-            _ => return None,
-        })
-    }
 }
 
 use codes::*;
