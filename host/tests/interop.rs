@@ -246,7 +246,7 @@ async fn busy_volume_is_waited_out() {
     // to some; those must be retried, not reported.
     let mut tasks = Vec::new();
     for i in 0..32u64 {
-        let fs = client.file_server(&node);
+        let fs = client.file_server(&node).unwrap();
         let fid = node.fid;
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
