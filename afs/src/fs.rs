@@ -75,6 +75,8 @@ pub struct FileServer {
     stats: Arc<FsStats>,
     /// The identity the calls are made as (rxnull unless [`FileServer::with_security`]).
     security: Security,
+    /// Its name, for refusals ("permission denied for alice@REALM").
+    who: Arc<str>,
 }
 
 /// Calls made to fileservers and the file bytes they moved.
@@ -129,12 +131,14 @@ impl FileServer {
             addr,
             stats,
             security: Security::null(),
+            who: Arc::from("anonymous"),
         }
     }
 
-    /// The same fileserver, called on connections of `security` (an identity's).
-    pub fn with_security(mut self, security: Security) -> Self {
+    /// The same fileserver, called as `who` on connections of `security`.
+    pub fn with_security(mut self, security: Security, who: &str) -> Self {
         self.security = security;
+        self.who = Arc::from(who);
         self
     }
 
@@ -154,7 +158,7 @@ impl FileServer {
         decode: impl Fn(&[u8]) -> Result<T, crate::xdr::XdrError>,
     ) -> Result<T> {
         FsStats::count(counter, 1);
-        retry_busy(&self.stats, || {
+        let r = retry_busy(&self.stats, || {
             rpc::call_as(
                 &self.endpoint,
                 self.addr,
@@ -164,7 +168,8 @@ impl FileServer {
                 &decode,
             )
         })
-        .await
+        .await;
+        r.map_err(|e| e.refused_to(&self.who))
     }
 
     /// Status of a file and a callback promise on it.
@@ -217,7 +222,7 @@ impl FileServer {
                     attempt += 1;
                     tokio::time::sleep(busy_backoff(attempt)).await;
                 }
-                r => return r,
+                r => return r.map_err(|e| e.refused_to(&self.who)),
             }
         }
     }
@@ -275,6 +280,19 @@ impl FileServer {
     /// Writes `range.len` bytes from `data` at `range.pos`; the file's length
     /// becomes `range.file_length`.
     pub async fn store_data(
+        &self,
+        fid: Fid,
+        status: &StoreStatus,
+        range: StoreRange,
+        data: impl AsyncRead + Unpin,
+        progress: impl FnMut(u64),
+    ) -> Result<StatusReply> {
+        self.store_data_once(fid, status, range, data, progress)
+            .await
+            .map_err(|e| e.refused_to(&self.who))
+    }
+
+    async fn store_data_once(
         &self,
         fid: Fid,
         status: &StoreStatus,

@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use rx::security::Security;
 use rx::{Endpoint, RxError};
 
@@ -11,9 +13,14 @@ use crate::xdr::XdrError;
 /// What went wrong in an AFS operation, with the meaning a user needs.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The server refused: permission denied, no such file, volume offline...
-    #[error("{code}")]
-    Aborted { server: SocketAddr, code: AbortCode },
+    /// The server refused: permission denied, no such file, volume offline... `who` names
+    /// the identity a refusal of access or credentials was for.
+    #[error("{}", refusal(code, who.as_deref()))]
+    Aborted {
+        server: SocketAddr,
+        code: AbortCode,
+        who: Option<Arc<str>>,
+    },
     /// The server could not be reached, or the call died.
     #[error("{0}")]
     Rx(RxError),
@@ -30,7 +37,7 @@ pub enum Error {
     #[error("{message}")]
     Local { kind: ErrorKind, message: String },
     /// An operation on a path failed. (Not a `source`: the message already says it.)
-    #[error("{path}: {inner}")]
+    #[error("{}", at_path(path, inner))]
     At { path: String, inner: Box<Error> },
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -88,6 +95,7 @@ impl From<RxError> for Error {
             RxError::Aborted { peer, code } => Error::Aborted {
                 server: peer,
                 code: AbortCode(code),
+                who: None,
             },
             e => Error::Rx(e),
         }
@@ -95,6 +103,53 @@ impl From<RxError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// "permission denied for alice@REALM", "wrong key (RXKADSEALEDINCON) for alice@REALM".
+fn refusal(code: &AbortCode, who: Option<&str>) -> String {
+    match (who, code.kind()) {
+        (Some(who), ErrorKind::TokenExpired | ErrorKind::AuthenticationFailed) => {
+            match code.name() {
+                Some(name) if name.starts_with("RXKAD") => {
+                    format!("{} ({name}) for {who}", code.message())
+                }
+                _ => format!("{code} for {who}"),
+            }
+        }
+        (Some(who), _) => format!("{code} for {who}"),
+        (None, _) => code.to_string(),
+    }
+}
+
+/// "PATH: no such file", but "permission denied for alice@REALM on PATH".
+fn at_path(path: &str, inner: &Error) -> String {
+    match inner {
+        Error::Aborted { who: Some(_), .. } => format!("{inner} on {path}"),
+        _ => format!("{path}: {inner}"),
+    }
+}
+
+impl Error {
+    /// Names `who` in a refusal of access or of credentials.
+    pub fn refused_to(self, who: &Arc<str>) -> Self {
+        match self {
+            Error::Aborted { server, code, .. }
+                if matches!(
+                    code.kind(),
+                    ErrorKind::PermissionDenied
+                        | ErrorKind::TokenExpired
+                        | ErrorKind::AuthenticationFailed
+                ) =>
+            {
+                Error::Aborted {
+                    server,
+                    code,
+                    who: Some(who.clone()),
+                }
+            }
+            e => e,
+        }
+    }
+}
 
 /// Sends a whole request and decodes the whole reply.
 pub async fn call<T>(

@@ -496,7 +496,9 @@ impl Client {
                 message: e.to_string(),
             }
         })?;
-        Ok(self.file_server_at(server).with_security(security))
+        Ok(self
+            .file_server_at(server)
+            .with_security(security, self.identity.name_in(cell)))
     }
 
     /// A fileserver handle for `node`'s server, as the client's identity.
