@@ -16,10 +16,14 @@ repo="$PWD"
 die() { printf 'test.sh: error: %s\n' "$*" >&2; exit 1; }
 root=false
 [[ $(id -u) -eq 0 ]] && root=true
+# Both cells: the open one most tests use, and the one that requires authentication
+# (an MIT KDC, rxkad; host/tests/auth.rs).
 if $root; then
     testcell/cell.sh up
+    testcell/cell.sh --auth up
 else
     sudo -n "$repo/testcell/cell.sh" up
+    sudo -n "$repo/testcell/cell.sh" --auth up
 fi
 guests=(afs-guest mmap-reader mmap-writer plugin-guest mmap-probe mmap-bench mmap-abuse fs-suite)
 cargo fmt --all --check
@@ -52,6 +56,13 @@ if $root; then
     # files it names, the guests, and the test binaries' directory.
     env_file="$(testcell/cell.sh env)"
     mapfile -t wasm_files <<<"$wasm"
+    auth_env="$(testcell/cell.sh --auth env)"
+    testcell/as-test-user --check-readable "$auth_env" \
+        "$(sed -n 's/^AFS_CELLSERVDB=//p' "$auth_env")" \
+        "$(sed -n 's/^AFS_THISCELL=//p' "$auth_env")" \
+        "$(sed -n 's/^AFS_KRB5_CONFIG=//p' "$auth_env")" \
+        "$(sed -n 's/^AFS_ALICE_KEYTAB=//p' "$auth_env")" \
+        "$(sed -n 's/^AFS_BOB_KEYTAB=//p' "$auth_env")"
     testcell/as-test-user --check-readable "$env_file" \
         "$(sed -n 's/^AFS_CELLSERVDB=//p' "$env_file")" \
         "$(sed -n 's/^AFS_THISCELL=//p' "$env_file")" \

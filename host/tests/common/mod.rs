@@ -342,3 +342,124 @@ pub fn vm_rss_kib() -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// The cell that requires authentication (`cell.sh --auth`), with its KDC and test users.
+pub struct AuthCell {
+    pub name: String,
+    pub realm: String,
+    pub cellservdb: PathBuf,
+    pub thiscell: PathBuf,
+    pub krb5_config: PathBuf,
+    pub alice_dir: String,
+    pub public_dir: String,
+    pub test_dir: String,
+    env: HashMap<String, String>,
+}
+
+/// Brings the auth cell up once per test binary and reads its env file.
+pub fn auth_cell() -> &'static AuthCell {
+    static CELL: OnceLock<AuthCell> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let script = repo_root().join("testcell/cell.sh");
+        let out = cell_script_command(&script)
+            .args(["--auth", "up"])
+            .output()
+            .expect("run testcell/cell.sh --auth up");
+        assert!(
+            out.status.success(),
+            "cell.sh --auth up failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env_path = repo_root().join("testcell/run-auth/env");
+        let text = std::fs::read_to_string(&env_path).expect("read the auth cell's env file");
+        let env: HashMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        AuthCell {
+            name: env["AFS_CELL"].clone(),
+            realm: env["AFS_REALM"].clone(),
+            cellservdb: env["AFS_CELLSERVDB"].clone().into(),
+            thiscell: env["AFS_THISCELL"].clone().into(),
+            krb5_config: env["AFS_KRB5_CONFIG"].clone().into(),
+            alice_dir: env["AFS_ALICE_DIR"].clone(),
+            public_dir: env["AFS_PUBLIC_DIR"].clone(),
+            test_dir: env["AFS_TEST_DIR"].clone(),
+            env,
+        }
+    })
+}
+
+/// A test user of the auth cell, with a token store and a ticket cache of its own.
+pub struct User {
+    pub name: &'static str,
+    pub principal: String,
+    pub home: PathBuf,
+}
+
+impl AuthCell {
+    pub fn user(&self, name: &'static str) -> User {
+        let home = tempdir();
+        User {
+            name,
+            principal: format!("{name}@{}", self.realm),
+            home,
+        }
+    }
+
+    pub fn password(&self, user: &User) -> &str {
+        &self.env[&format!("AFS_{}_PASSWORD", user.name.to_uppercase())]
+    }
+
+    pub fn keytab(&self, user: &User) -> &str {
+        &self.env[&format!("AFS_{}_KEYTAB", user.name.to_uppercase())]
+    }
+
+    /// `afs-wasm` run as `user`: its own token store and ticket cache.
+    pub fn afs_wasm(&self, user: &User) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_afs-wasm"));
+        cmd.arg("--cellservdb")
+            .arg(&self.cellservdb)
+            .arg("--thiscell")
+            .arg(&self.thiscell)
+            .env("AFS_WASM_TOKENS", user.home.join("tokens"))
+            .env("KRB5_CONFIG", &self.krb5_config)
+            .env("KRB5CCNAME", format!("FILE:{}", user.home.join("ccache").display()))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// MIT `kinit` with the user's password: a real ticket cache, as a user has one.
+    pub fn kinit(&self, user: &User) {
+        use std::io::Write;
+        let mut child = Command::new("kinit")
+            .arg(&user.principal)
+            .env("KRB5_CONFIG", &self.krb5_config)
+            .env("KRB5CCNAME", format!("FILE:{}", user.home.join("ccache").display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kinit");
+        writeln!(child.stdin.take().unwrap(), "{}", self.password(user)).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kinit {} failed: {}",
+            user.principal,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Runs a command and returns (success, stdout, stderr).
+pub fn outcome(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("run the command");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,178 @@
+//! Authenticated AFS against the auth cell (`cell.sh --auth`): an MIT KDC, OpenAFS 1.8.9
+//! servers that require rxkad, users alice and bob, ACLs on the volume roots.
+//!
+//! Tickets come from MIT's own `kinit` (alice) and from a keytab (bob); `afs-wasm login`
+//! turns them into tokens; every other command uses them.
+
+mod common;
+
+use common::{auth_cell, outcome, User};
+
+fn login(user: &User, keytab: bool) {
+    let c = auth_cell();
+    let mut cmd = c.afs_wasm(user);
+    cmd.arg("login");
+    if keytab {
+        cmd.args(["--keytab", c.keytab(user), "--principal", &user.principal]);
+    } else {
+        c.kinit(user);
+    }
+    let (ok, out, err) = outcome(&mut cmd);
+    assert!(ok, "login as {} failed: {err}", user.principal);
+    assert!(out.contains(&user.principal), "{out}");
+}
+
+fn put(user: &User, path: &str, data: &str, extra: &[&str]) -> (bool, String) {
+    use std::io::Write;
+    let c = auth_cell();
+    let mut child = c
+        .afs_wasm(user)
+        .args(extra)
+        .args(["put", "-", path])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn cat(user: &User, path: &str, extra: &[&str]) -> (bool, String, String) {
+    outcome(auth_cell().afs_wasm(user).args(extra).args(["cat", path]))
+}
+
+#[test]
+fn alice_writes_her_directory_and_bob_and_anonymous_are_refused() {
+    let c = auth_cell();
+    let (alice, bob) = (c.user("alice"), c.user("bob"));
+    login(&alice, false);
+    login(&bob, true);
+    let n: u32 = rand::random();
+    let mine = format!("{}/mine-{n:08x}", c.alice_dir);
+    let (ok, err) = put(&alice, &mine, "alice's secret\n", &[]);
+    assert!(ok, "alice writes her directory: {err}");
+    assert_eq!(cat(&alice, &mine, &[]).1, "alice's secret\n");
+
+    let (ok, err) = put(&bob, &format!("{}/bob-{n:08x}", c.alice_dir), "x", &[]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("permission denied for {}", bob.principal)),
+        "{err}"
+    );
+    let (ok, out, err) = cat(&bob, &mine, &[]);
+    assert!(!ok && out.is_empty(), "bob reads nothing: {out}");
+    assert!(err.contains(&format!("permission denied for {} on {mine}", bob.principal)), "{err}");
+    let (ok, out, err) = cat(&alice, &mine, &["--anonymous"]);
+    assert!(!ok && out.is_empty());
+    assert!(err.contains("permission denied for anonymous"), "{err}");
+
+    // public: alice writes, bob and anonymous read, bob may not write.
+    let shared = format!("{}/shared-{n:08x}", c.public_dir);
+    assert!(put(&alice, &shared, "for everyone\n", &[]).0);
+    assert_eq!(cat(&bob, &shared, &[]).1, "for everyone\n");
+    assert_eq!(cat(&bob, &shared, &["--anonymous"]).1, "for everyone\n");
+    assert!(!put(&bob, &shared, "bob was here\n", &[]).0);
+    assert_eq!(cat(&alice, &shared, &[]).1, "for everyone\n");
+}
+
+#[test]
+fn every_level_reads_and_writes() {
+    let c = auth_cell();
+    let alice = c.user("alice");
+    login(&alice, true);
+    for level in ["clear", "auth", "crypt"] {
+        let path = format!("{}/level-{level}-{:08x}", c.alice_dir, rand::random::<u32>());
+        let data = format!("written at {level}\n").repeat(5000);
+        let (ok, err) = put(&alice, &path, &data, &["--level", level]);
+        assert!(ok, "{level}: {err}");
+        for read_level in ["clear", "auth", "crypt"] {
+            let (ok, out, err) = cat(&alice, &path, &["--level", read_level]);
+            assert!(ok, "{level}/{read_level}: {err}");
+            assert_eq!(out, data, "written at {level}, read at {read_level}");
+        }
+    }
+}
+
+/// Edits the token file of `user` with `f` (line by line).
+fn edit_token(user: &User, f: impl Fn(&str) -> String) {
+    let dir = user.home.join("tokens");
+    let file = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited: String = text.lines().map(|l| f(l) + "\n").collect();
+    std::fs::write(&file, edited).unwrap();
+}
+
+#[test]
+fn a_damaged_ticket_a_wrong_key_and_an_expired_token_each_say_so() {
+    let c = auth_cell();
+    let path = format!("{}/probe", c.alice_dir);
+    let case = |what: &str, f: &dyn Fn(&str) -> String, want: &str| {
+        let alice = c.user("alice");
+        login(&alice, true);
+        edit_token(&alice, f);
+        let (ok, _, err) = cat(&alice, &path, &[]);
+        assert!(!ok, "{what} must fail");
+        assert!(err.contains(want), "{what}: {err}");
+    };
+    case(
+        "damaged ticket",
+        &|l: &str| match l.strip_prefix("ticket ") {
+            // Flip bits in the encrypted part, near the end.
+            Some(hex) => {
+                let mut b = hex.as_bytes().to_vec();
+                let i = b.len() - 20;
+                b[i] = if b[i] == b'0' { b'1' } else { b'0' };
+                format!("ticket {}", String::from_utf8(b).unwrap())
+            }
+            None => l.to_string(),
+        },
+        "RXKADBADTICKET",
+    );
+    case(
+        "wrong key",
+        &|l: &str| {
+            if l.starts_with("key ") {
+                format!("key {}", "00".repeat(32))
+            } else {
+                l.to_string()
+            }
+        },
+        "wrong key (RXKADSEALEDINCON)",
+    );
+    case(
+        "expired token",
+        &|l: &str| {
+            if l.starts_with("expires ") {
+                "expires 1000000".to_string()
+            } else {
+                l.to_string()
+            }
+        },
+        "expired",
+    );
+}
+
+#[test]
+fn tokens_lists_and_unlog_drops() {
+    let c = auth_cell();
+    let alice = c.user("alice");
+    login(&alice, false);
+    let (ok, out, _) = outcome(c.afs_wasm(&alice).arg("tokens"));
+    assert!(ok);
+    assert!(out.contains(&alice.principal) && out.contains(&c.name), "{out}");
+    let store = alice.home.join("tokens");
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::fs::read_dir(&store).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&store).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(outcome(c.afs_wasm(&alice).args(["--cell", &c.name, "unlog"])).0);
+    let (_, out, _) = outcome(c.afs_wasm(&alice).arg("tokens"));
+    assert!(!out.contains(&alice.principal), "{out}");
+    // Without a token alice is anonymous: her own directory is closed to her.
+    let (ok, _, err) = cat(&alice, &format!("{}/probe", c.alice_dir), &[]);
+    assert!(!ok && err.contains("permission denied for anonymous"), "{err}");
+}
