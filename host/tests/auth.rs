@@ -33,7 +33,12 @@ fn put(user: &User, path: &str, data: &str, extra: &[&str]) -> (bool, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(data.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(data.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     (
         out.status.success(),
@@ -65,7 +70,13 @@ fn alice_writes_her_directory_and_bob_and_anonymous_are_refused() {
     );
     let (ok, out, err) = cat(&bob, &mine, &[]);
     assert!(!ok && out.is_empty(), "bob reads nothing: {out}");
-    assert!(err.contains(&format!("permission denied for {} on {mine}", bob.principal)), "{err}");
+    assert!(
+        err.contains(&format!(
+            "permission denied for {} on {mine}",
+            bob.principal
+        )),
+        "{err}"
+    );
     let (ok, out, err) = cat(&alice, &mine, &["--anonymous"]);
     assert!(!ok && out.is_empty());
     assert!(err.contains("permission denied for anonymous"), "{err}");
@@ -85,7 +96,11 @@ fn every_level_reads_and_writes() {
     let alice = c.user("alice");
     login(&alice, true);
     for level in ["clear", "auth", "crypt"] {
-        let path = format!("{}/level-{level}-{:08x}", c.alice_dir, rand::random::<u32>());
+        let path = format!(
+            "{}/level-{level}-{:08x}",
+            c.alice_dir,
+            rand::random::<u32>()
+        );
         let data = format!("written at {level}\n").repeat(5000);
         let (ok, err) = put(&alice, &path, &data, &["--level", level]);
         assert!(ok, "{level}: {err}");
@@ -100,7 +115,12 @@ fn every_level_reads_and_writes() {
 /// Edits the token file of `user` with `f` (line by line).
 fn edit_token(user: &User, f: impl Fn(&str) -> String) {
     let dir = user.home.join("tokens");
-    let file = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let text = std::fs::read_to_string(&file).unwrap();
     let edited: String = text.lines().map(|l| f(l) + "\n").collect();
     std::fs::write(&file, edited).unwrap();
@@ -163,16 +183,33 @@ fn tokens_lists_and_unlog_drops() {
     login(&alice, false);
     let (ok, out, _) = outcome(c.afs_wasm(&alice).arg("tokens"));
     assert!(ok);
-    assert!(out.contains(&alice.principal) && out.contains(&c.name), "{out}");
+    assert!(
+        out.contains(&alice.principal) && out.contains(&c.name),
+        "{out}"
+    );
     let store = alice.home.join("tokens");
     use std::os::unix::fs::PermissionsExt;
-    let file = std::fs::read_dir(&store).unwrap().next().unwrap().unwrap().path();
-    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(&store).unwrap().permissions().mode() & 0o777, 0o700);
+    let file = std::fs::read_dir(&store)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&store).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     assert!(outcome(c.afs_wasm(&alice).args(["--cell", &c.name, "unlog"])).0);
     let (_, out, _) = outcome(c.afs_wasm(&alice).arg("tokens"));
     assert!(!out.contains(&alice.principal), "{out}");
     // Without a token alice is anonymous: her own directory is closed to her.
     let (ok, _, err) = cat(&alice, &format!("{}/probe", c.alice_dir), &[]);
-    assert!(!ok && err.contains("permission denied for anonymous"), "{err}");
+    assert!(
+        !ok && err.contains("permission denied for anonymous"),
+        "{err}"
+    );
 }

@@ -426,7 +426,10 @@ impl AuthCell {
             .arg(&self.thiscell)
             .env("AFS_WASM_TOKENS", user.home.join("tokens"))
             .env("KRB5_CONFIG", &self.krb5_config)
-            .env("KRB5CCNAME", format!("FILE:{}", user.home.join("ccache").display()))
+            .env(
+                "KRB5CCNAME",
+                format!("FILE:{}", user.home.join("ccache").display()),
+            )
             .stdin(Stdio::null());
         cmd
     }
@@ -437,7 +440,10 @@ impl AuthCell {
         let mut child = Command::new("kinit")
             .arg(&user.principal)
             .env("KRB5_CONFIG", &self.krb5_config)
-            .env("KRB5CCNAME", format!("FILE:{}", user.home.join("ccache").display()))
+            .env(
+                "KRB5CCNAME",
+                format!("FILE:{}", user.home.join("ccache").display()),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
