@@ -13,9 +13,12 @@
 #    sequential read of a MiB-sized file against `afs-wasm cat`, the cached re-read and
 #    open+stat of 1,000 cached files against stock wasmtime-wasi over tmpfs, and (with
 #    BENCH_PROGRAM=PROGRAM.wasm) a large program's first and second start-up.
+#  - rxkad: on the auth cell (cell.sh --auth), write and read the same 100 MiB file in a
+#    volume anyone may write, anonymously (rxnull) and as alice at the clear, auth and crypt
+#    levels, MB/s and ratios to rxnull; and fcrypt's speed on one core.
 #  - idle: the CPU time an idle `afs-wasm watch` and an idle mapped reader guest (reading
 #    its byte once a second) use over BENCH_IDLE_SECS (default 30) seconds.
-# Usage: [BENCH=all|throughput|latency|mmap|wasi|idle] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
+# Usage: [BENCH=all|throughput|latency|mmap|wasi|rxkad|idle] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-100}
@@ -23,7 +26,7 @@ rounds=${2:-3}
 section=${BENCH:-all}
 changes=${BENCH_CHANGES:-100}
 die() { echo "bench: $*" >&2; exit 1; }
-case $section in all | throughput | latency | mmap | wasi | idle) ;; *) die "BENCH must be all, throughput, latency, mmap, wasi or idle" ;; esac
+case $section in all | throughput | latency | mmap | wasi | rxkad | idle) ;; *) die "BENCH must be all, throughput, latency, mmap, wasi, rxkad or idle" ;; esac
 [[ $changes =~ ^[1-9][0-9]*$ ]] || die "BENCH_CHANGES must be a positive number"
 testcell/cell.sh up >&2
 # afsio crosses the same veth as afs-wasm, not the namespace's loopback.
@@ -194,6 +197,47 @@ wasi() {
     target/release/examples/wasi_bench "$AFS_TEST_DIR" "$mib"
 }
 
+rxkad() {
+    testcell/cell.sh --auth up >&2
+    local env src want path r level who
+    env="$(testcell/cell.sh --auth env)"
+    get() { sed -n "s/^$1=//p" "$env"; }
+    local cell_args=(--cellservdb "$(get AFS_CELLSERVDB)" --thiscell "$(get AFS_THISCELL)")
+    local auth=(env AFS_WASM_TOKENS="$work/tokens" KRB5_CONFIG="$(get AFS_KRB5_CONFIG)"
+        target/release/afs-wasm "${cell_args[@]}")
+    "${auth[@]}" login --keytab "$(get AFS_ALICE_KEYTAB)" --principal "alice@$(get AFS_REALM)" >&2
+    path="$(get AFS_OPEN_DIR)/bench-rxkad-$$"
+    src="$work/data"
+    head -c $((mib << 20)) /dev/urandom > "$src"
+    want=$(md5sum < "$src")
+    secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+    median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+    declare -A t
+    local kinds=(rxnull clear auth crypt)
+    for ((r = 0; r < rounds; r++)); do
+        for level in "${kinds[@]}"; do
+            if [[ $level == rxnull ]]; then who=(--anonymous); else who=(--level "$level"); fi
+            t[w_$level]+="$(secs "${auth[@]}" "${who[@]}" put "$src" "$path")"$'\n'
+            t[r_$level]+="$(secs "${auth[@]}" "${who[@]}" cat "$path")"$'\n'
+            [[ $("${auth[@]}" "${who[@]}" cat "$path" | md5sum) == "$want" ]] ||
+                die "$level: read back wrong bytes"
+        done
+    done
+    "${auth[@]}" rm "$path" || true
+    rm -f "$src"
+    rate() { echo "scale=1; $mib * 1048576 / $(printf '%s' "${t[$1]}" | median) / 1000000" | bc -l; }
+    printf '%s MiB file on the auth cell, median of %s rounds, whole-process times, md5-verified\n' "$mib" "$rounds"
+    printf '%-8s %11s %11s %9s %9s\n' "" "write MB/s" "read MB/s" "write" "read"
+    local w0 r0 w rr
+    w0=$(rate w_rxnull); r0=$(rate r_rxnull)
+    for level in "${kinds[@]}"; do
+        w=$(rate "w_$level"); rr=$(rate "r_$level")
+        printf '%-8s %11s %11s %8.2fx %8.2fx\n' "$level" "$w" "$rr" "$(echo "$w / $w0" | bc -l)" "$(echo "$rr / $r0" | bc -l)"
+    done
+    cargo build --release -q -p rx --example fcrypt_speed
+    target/release/examples/fcrypt_speed
+}
+
 cpu_ticks() { # PID: user+system clock ticks the process used so far
     local f
     read -ra f < "/proc/$1/stat"
@@ -233,7 +277,8 @@ idle() {
 }
 
 case $section in
-    all) throughput; echo; latency; echo; mmap; echo; wasi; echo; idle ;;
+    all) throughput; echo; latency; echo; mmap; echo; wasi; echo; rxkad; echo; idle ;;
+    rxkad) rxkad ;;
     idle) idle ;;
     wasi) wasi ;;
     throughput) throughput ;;

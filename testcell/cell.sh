@@ -99,6 +99,9 @@ usage: cell.sh [--auth] COMMAND [ARGS...]
                        run vos / pts inside the namespaces (adds -noauth, or -localauth
                        on the auth cell)
   exec CMD...          run any command inside the namespaces (cell config, no DNS)
+  capture start FILE | capture stop
+                       record the cell's UDP traffic on the veth with tcpdump into FILE
+                       (a pcap file, readable by all once stopped)
 Cell name: \$AFS_TESTCELL_NAME (default test.afs-wasm.invalid), currently $CELL.
 EOF
 }
@@ -219,6 +222,13 @@ ensure_packages() {
             python3 krb5-config- >&2
     }
     $AUTH && ensure_kerberos
+    if ! command -v tcpdump >/dev/null; then
+        log "missing tcpdump (for cell.sh capture): installing it"
+        apt-get install -y -q --no-install-recommends tcpdump >&2 || {
+            apt-get update -q >&2
+            apt-get install -y -q --no-install-recommends tcpdump >&2
+        }
+    fi
     return 0
 }
 
@@ -308,6 +318,7 @@ AFS_ALICE_PASSWORD=alice-pw
 AFS_BOB_PASSWORD=bob-pw
 AFS_ALICE_DIR=/afs/$CELL/alice
 AFS_PUBLIC_DIR=/afs/$CELL/public
+AFS_OPEN_DIR=/afs/$CELL/open
 EOF
     fi
     mv "$tmp" "$RUN/env"
@@ -581,6 +592,8 @@ set_root_acl() { # VOLUME ID:RIGHTS...
 #   /afs/CELL/test    system:authuser rlidwk        (authenticated scratch space)
 #   /afs/CELL/alice   alice rlidwka                  (nobody else)
 #   /afs/CELL/public  alice rlidwka, bob rl, system:anyuser rl
+#   /afs/CELL/open    system:anyuser rlidwk          (anonymous and authenticated alike:
+#                                                     the rxnull baseline of BENCH=rxkad)
 # and system:administrators rlidwka everywhere; root.afs and root.cell system:anyuser rl.
 setup_auth() {
     local u name id i
@@ -592,13 +605,16 @@ setup_auth() {
     pts_ adduser -user admin -group system:administrators >/dev/null
     vos_ create "$SERVER" a alice -maxquota 0 >/dev/null
     vos_ create "$SERVER" a public -maxquota 0 >/dev/null
+    vos_ create "$SERVER" a open -maxquota 0 >/dev/null
     make_mountpoint root.cell alice alice
     make_mountpoint root.cell public public
+    make_mountpoint root.cell open open
     set_root_acl root.afs "$admins" "$anyuser:9"
     set_root_acl root.cell "$admins" "$anyuser:9"
     set_root_acl test "$admins" "$authuser:63"
     set_root_acl alice "$admins" 1001:127
     set_root_acl public "$admins" 1001:127 1002:9 "$anyuser:9"
+    set_root_acl open "$admins" "$anyuser:63"
 
     in_ns akeyconvert >/dev/null 2>"$RUN/tmp/akeyconvert.err" ||
         { cat "$RUN/tmp/akeyconvert.err" >&2; die "akeyconvert failed"; }
@@ -958,6 +974,42 @@ afsio_get() { # AFSPATH LOCAL
     afsio_run read -file "$1" > "$2"
 }
 
+# Records every UDP packet on the namespace's side of the veth (all traffic between the
+# servers and clients outside) into a pcap file; `stop` ends it and makes the file readable.
+cmd_capture() {
+    local h pid i file
+    case "${1:-}" in
+        start)
+            file="${2:-}"
+            [[ -n $file ]] || die "usage: cell.sh capture start FILE"
+            pid_of capture >/dev/null && die "a capture is running already"
+            h="$(holder)" || die "the cell is not up"
+            rm -f "$RUN/capture.err"
+            (
+                cd /
+                exec setsid nsenter -t "$h" -n -- tcpdump -i "$VETH_NS" -U -n -s 0 -Z root \
+                    -w "$file" udp </dev/null 2>"$RUN/capture.err" 9>&-
+            ) &
+            pid=$!
+            for ((i = 0; i < 100; i++)); do
+                grep -q 'listening on' "$RUN/capture.err" 2>/dev/null && break
+                [[ -e /proc/$pid ]] || { cat "$RUN/capture.err" >&2; die "tcpdump exited"; }
+                sleep 0.05
+            done
+            record_pid capture "$pid"
+            disown "$pid" 2>/dev/null || true
+            echo "$file" > "$RUN/capture.file"
+            ;;
+        stop)
+            kill_name capture INT 50
+            file="$(cat "$RUN/capture.file" 2>/dev/null)" || return 0
+            [[ -f $file ]] && chmod 644 "$file"
+            rm -f "$RUN/capture.file"
+            ;;
+        *) die "usage: cell.sh capture start FILE | capture stop" ;;
+    esac
+}
+
 # Commands that change the cell take a machine-wide lock (the veth and addresses are
 # machine-wide), so that parallel tests may all call `cell.sh up`: the first one starts the
 # cell, the others wait and then find it healthy.
@@ -1002,6 +1054,7 @@ main() {
             fi
             ;;
         exec) [[ $# -gt 0 ]] || die "usage: cell.sh exec CMD..."; in_ns "$@" ;;
+        capture) cmd_capture "$@" ;;
         -h | --help | help) usage ;;
         "") usage >&2; exit 2 ;;
         *) usage >&2; die "unknown command $cmd" ;;

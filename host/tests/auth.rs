@@ -213,3 +213,41 @@ fn tokens_lists_and_unlog_drops() {
         "{err}"
     );
 }
+
+/// A capture of the traffic (tcpdump on the cell's veth) while alice stores and reads a
+/// file: at the crypt level none of its bytes are on the wire; at the auth and clear levels
+/// (which protect only the packet headers) they are.
+#[test]
+fn crypt_hides_a_files_bytes_on_the_wire_and_clear_does_not() {
+    let c = auth_cell();
+    let alice = c.user("alice");
+    login(&alice, true);
+    for (level, visible) in [("crypt", false), ("auth", true), ("clear", true)] {
+        let marker = format!("marker-{level}-{:016x}-", rand::random::<u64>());
+        let data = marker.repeat(300);
+        let path = format!("{}/wire-{level}-{:08x}", c.alice_dir, rand::random::<u32>());
+        let pcap = alice.home.join(format!("{level}.pcap"));
+        let _ = std::fs::remove_file(&pcap);
+        common::auth_cell_sh(&["capture", "start", pcap.to_str().unwrap()]);
+        let (ok, err) = put(&alice, &path, &data, &["--level", level]);
+        let (read_ok, out, read_err) = cat(&alice, &path, &["--level", level]);
+        common::auth_cell_sh(&["capture", "stop"]);
+        assert!(ok, "{err}");
+        assert!(read_ok && out == data, "{read_err}");
+        let wire = std::fs::read(&pcap).unwrap();
+        assert!(
+            wire.len() > data.len() * 2,
+            "the capture holds the store and the fetch ({} bytes)",
+            wire.len()
+        );
+        let seen = wire
+            .windows(marker.len())
+            .filter(|w| *w == marker.as_bytes())
+            .count();
+        if visible {
+            assert!(seen > 100, "{level}: the file's bytes travel in the clear ({seen})");
+        } else {
+            assert_eq!(seen, 0, "{level}: no plaintext on the wire");
+        }
+    }
+}

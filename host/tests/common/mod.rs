@@ -469,3 +469,19 @@ pub fn outcome(cmd: &mut Command) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs `cell.sh --auth ARGS`; panics on failure.
+pub fn auth_cell_sh(args: &[&str]) -> Output {
+    auth_cell();
+    let out = cell_script_command(&repo_root().join("testcell/cell.sh"))
+        .arg("--auth")
+        .args(args)
+        .output()
+        .expect("run cell.sh --auth");
+    assert!(
+        out.status.success(),
+        "cell.sh --auth {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
