@@ -987,8 +987,8 @@ cmd_capture() {
             rm -f "$RUN/capture.err"
             (
                 cd /
-                exec setsid nsenter -t "$h" -n -- tcpdump -i "$VETH_NS" -U -n -s 0 -Z root \
-                    -w "$file" udp </dev/null 2>"$RUN/capture.err" 9>&-
+                exec setsid nsenter -t "$h" -n -- tcpdump -i "$VETH_NS" --immediate-mode -U -n -s 0 -Z root \
+                    -w "$file" udp </dev/null >/dev/null 2>"$RUN/capture.err" 9>&-
             ) &
             pid=$!
             for ((i = 0; i < 100; i++)); do

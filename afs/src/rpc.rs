@@ -129,6 +129,16 @@ fn at_path(path: &str, inner: &Error) -> String {
 }
 
 impl Error {
+    /// The refusal `server` would give `who` (UAEACCES), decided here from the rights it
+    /// told `who` before: cached bytes are not served around an ACL.
+    pub fn denied(server: SocketAddr, who: &str) -> Self {
+        Error::Aborted {
+            server,
+            code: AbortCode(crate::error::UAE_ERROR_BASE + 12),
+            who: Some(Arc::from(who)),
+        }
+    }
+
     /// Names `who` in a refusal of access or of credentials.
     pub fn refused_to(self, who: &Arc<str>) -> Self {
         match self {

@@ -43,14 +43,19 @@ impl TokenStore {
 
     /// The user's store: `$AFS_WASM_TOKENS`, else `$XDG_RUNTIME_DIR/afs-wasm/tokens` (a
     /// per-login tmpfs, like a kernel keyring that dies with the session), else
-    /// `$HOME/.afs-wasm/tokens`, else `/tmp/afs-wasm-tokens-UID`.
+    /// `$HOME/.afs-wasm/tokens`, else `/tmp/afs-wasm-tokens-UID`. `$XDG_RUNTIME_DIR` and
+    /// `$HOME` count only when they are ours (a process run under another uid with the
+    /// caller's environment must not use, or trip over, the caller's store).
     pub fn default_for_user() -> Self {
         let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        let ours = |d: &std::ffi::OsString| {
+            fs::metadata(d).is_ok_and(|m| m.is_dir() && m.uid() == my_uid())
+        };
         let dir = if let Some(d) = env("AFS_WASM_TOKENS") {
             PathBuf::from(d)
-        } else if let Some(d) = env("XDG_RUNTIME_DIR") {
+        } else if let Some(d) = env("XDG_RUNTIME_DIR").filter(ours) {
             Path::new(&d).join("afs-wasm/tokens")
-        } else if let Some(h) = env("HOME").filter(|h| Path::new(h).is_dir()) {
+        } else if let Some(h) = env("HOME").filter(ours) {
             Path::new(&h).join(".afs-wasm/tokens")
         } else {
             std::env::temp_dir().join(format!("afs-wasm-tokens-{}", my_uid()))

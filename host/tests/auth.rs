@@ -245,9 +245,109 @@ fn crypt_hides_a_files_bytes_on_the_wire_and_clear_does_not() {
             .filter(|w| *w == marker.as_bytes())
             .count();
         if visible {
-            assert!(seen > 100, "{level}: the file's bytes travel in the clear ({seen})");
+            assert!(
+                seen > 100,
+                "{level}: the file's bytes travel in the clear ({seen})"
+            );
         } else {
             assert_eq!(seen, 0, "{level}: no plaintext on the wire");
         }
     }
+}
+
+/// One client, one page store, two identities: alice reads her file through the cache
+/// manager, so its pages are cached; bob's view of the same manager is refused the file
+/// (and fetches none of it), and so is the anonymous view. A file both may read is served
+/// to bob from alice's pages, with no second fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_pages_are_no_way_around_the_acl() {
+    use afs::cache::manager::CacheManager;
+    use afs::client::{Client, ClientConfig};
+    use afs::identity::{Identity, TokenSource};
+    use afs_auth::{login_from_keytab, StaticToken};
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::Arc;
+
+    let c = auth_cell();
+    let (alice, bob) = (c.user("alice"), c.user("bob"));
+    login(&alice, true);
+    let n: u32 = rand::random();
+    let private = format!("{}/pages-{n:08x}", c.alice_dir);
+    let shared = format!("{}/pages-{n:08x}", c.public_dir);
+    let data = "alice's page\n".repeat(10_000);
+    assert!(put(&alice, &private, &data, &[]).0);
+    assert!(put(&alice, &shared, &data, &[]).0);
+
+    // The krb5 crate reads KRB5_CONFIG; no other test of this binary reads it in-process.
+    std::env::set_var("KRB5_CONFIG", &c.krb5_config);
+    let identity = |user: &common::User| {
+        let keytab = std::path::Path::new(c.keytab(user));
+        let token = login_from_keytab(&c.name, None, keytab, &user.principal).unwrap();
+        let source: Arc<dyn TokenSource> =
+            Arc::new(StaticToken::new(&token, rx::rxkad::Level::Crypt).unwrap());
+        Identity::with_tokens(vec![source])
+    };
+    let client = Client::new(ClientConfig {
+        cellservdb: Some(c.cellservdb.clone()),
+        thiscell: Some(c.thiscell.clone()),
+        identity: identity(&alice),
+        ..ClientConfig::default()
+    })
+    .await
+    .unwrap();
+    let as_alice = CacheManager::new(Arc::new(client), Default::default());
+    let fetched = || as_alice.client().fs_stats().fetch_data_bytes.load(Relaxed);
+    let mut got = Vec::new();
+    as_alice
+        .read(&private, |b| {
+            got.extend_from_slice(b);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, data.as_bytes());
+    as_alice.read(&shared, |_| Ok(())).await.unwrap();
+    let after_alice = fetched();
+    assert!(after_alice >= 2 * data.len() as u64);
+
+    let as_bob = as_alice.as_identity(identity(&bob));
+    let as_nobody = as_alice.as_identity(Identity::Anonymous);
+    for (view, who) in [(&as_bob, bob.principal.as_str()), (&as_nobody, "anonymous")] {
+        let mut leaked = Vec::new();
+        let err = view
+            .read(&private, |b| {
+                leaked.extend_from_slice(b);
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+        assert!(leaked.is_empty(), "{who} got {} bytes", leaked.len());
+        assert_eq!(err.kind(), afs::ErrorKind::PermissionDenied, "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("permission denied for {who}")),
+            "{err}"
+        );
+    }
+    // Nor by the node alice resolved (as a guest holding an open file would use it).
+    let node = as_alice.client().resolve(&private).await.unwrap();
+    for view in [&as_bob, &as_nobody] {
+        let err = view.read_at(&node, 0, 4096).await.unwrap_err();
+        assert_eq!(err.kind(), afs::ErrorKind::PermissionDenied, "{err}");
+    }
+    // bob may read the public copy: from alice's pages, without fetching it again.
+    let mut got = Vec::new();
+    as_bob
+        .read(&shared, |b| {
+            got.extend_from_slice(b);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, data.as_bytes());
+    assert_eq!(
+        fetched(),
+        after_alice,
+        "no byte fetched again for bob or refused to anyone"
+    );
 }

@@ -178,7 +178,9 @@ async fn hundred_validations_of_a_broken_file_cost_one_fetch_status() {
             })
         })
     };
-    let validator = Arc::new(Validator::new(client.coherence().clone(), fetch));
+    // The client is anonymous: the name its replies are recorded for.
+    let caller: afs::cache::coherence::Caller = Arc::new(|_| Arc::from("anonymous"));
+    let validator = Arc::new(Validator::new(client.coherence().clone(), caller, fetch));
     // resolve() left a valid promise in the client's table: nothing to ask.
     assert_eq!(validator.validate(node.fid).await.unwrap().why, None);
     assert_eq!(calls.load(Ordering::SeqCst), 0);

@@ -80,8 +80,8 @@ impl Coherence {
         fids.iter().map(|f| t.stamp(*f, server)).collect()
     }
 
-    /// Records what a reply said, granting its promise only if nothing broke
-    /// since `stamp`.
+    /// Records what a reply to `who` said, granting its promise (and `who`'s rights under
+    /// it) only if nothing broke since `stamp`.
     pub fn record(
         &self,
         fid: Fid,
@@ -89,9 +89,27 @@ impl Coherence {
         stamp: Stamp,
         status: FetchStatus,
         callback: &CallBack,
+        who: &Arc<str>,
     ) -> DataChange {
         self.lock()
-            .record(fid, server, stamp, status, callback, Instant::now())
+            .record(fid, server, stamp, status, callback, Instant::now(), who)
+    }
+
+    /// What `who` may do with `fid`, if the server told it under the promise in force.
+    pub fn access(&self, fid: Fid, who: &str) -> Option<u32> {
+        self.lock().access(fid, who, Instant::now())
+    }
+
+    /// [`Coherence::cached`] for `who`: only if `who` knows its rights under the promise,
+    /// and with them as the status's CallerAccess (never another identity's).
+    pub fn cached_as(&self, fid: Fid, who: &str) -> Option<(FetchStatus, SocketAddr, Instant)> {
+        let t = self.lock();
+        let now = Instant::now();
+        let access = t.access(fid, who, now)?;
+        let (server, expires) = t.promise(fid)?;
+        let mut status = t.status(fid)?;
+        status.caller_access = access;
+        Some((status, server, expires))
     }
 
     /// Records a status without a promise.
@@ -181,10 +199,16 @@ pub struct Validation {
 pub type StatusFetcher =
     Arc<dyn Fn(Fid) -> Pin<Box<dyn Future<Output = Result<FetchStatus>> + Send>> + Send + Sync>;
 
+/// The identity a validator asks for, by file (its name depends on the file's cell).
+pub type Caller = Arc<dyn Fn(Fid) -> Arc<str> + Send + Sync>;
+
 /// Validation with single flight: however many callers ask about one file at
-/// once, the server is asked once.
+/// once, the server is asked once. A validator works for one identity (its `fetch` asks
+/// as that identity): a cached status counts only if that identity was told its rights
+/// under the promise, and no identity waits on another's answer.
 pub struct Validator {
     coherence: Arc<Coherence>,
+    caller: Caller,
     /// Validations asked for, and how many had to ask the server.
     pub validations: AtomicU64,
     pub fetches: AtomicU64,
@@ -193,9 +217,10 @@ pub struct Validator {
 }
 
 impl Validator {
-    pub fn new(coherence: Arc<Coherence>, fetch: StatusFetcher) -> Self {
+    pub fn new(coherence: Arc<Coherence>, caller: Caller, fetch: StatusFetcher) -> Self {
         Self {
             coherence,
+            caller,
             validations: Default::default(),
             fetches: Default::default(),
             inflight: Mutex::default(),
@@ -246,7 +271,7 @@ impl Validator {
     }
 
     fn cached(&self, fid: Fid) -> Option<Validation> {
-        let (status, _, _) = self.coherence.cached(fid)?;
+        let (status, _, _) = self.coherence.cached_as(fid, &(self.caller)(fid))?;
         Some(Validation {
             status,
             change: DataChange::Unchanged,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::coherence::{StatusFetcher, Validator};
+use super::coherence::{Caller, StatusFetcher, Validator};
 use super::pages::{
     BoxError, BoxFuture, Fetched, Fetcher, FileCache, FlushMode, FlushReport, PageError, PageStore,
     PageStoreConfig, Storer,
@@ -87,6 +87,10 @@ impl Storer for FsStorer {
 
 impl CacheManager {
     pub fn new(client: Arc<Client>, config: PageStoreConfig) -> Self {
+        Self::with_pages(client, PageStore::new(config))
+    }
+
+    fn with_pages(client: Arc<Client>, pages: PageStore) -> Self {
         let fetch: StatusFetcher = {
             let client = client.clone();
             Arc::new(move |fid| {
@@ -97,11 +101,24 @@ impl CacheManager {
                 })
             })
         };
+        let caller: Caller = {
+            let client = client.clone();
+            Arc::new(move |fid| client.who(&client.cell_of(fid).unwrap_or_default()))
+        };
         Self {
-            validator: Validator::new(client.coherence().clone(), fetch),
+            validator: Validator::new(client.coherence().clone(), caller, fetch),
             client,
-            pages: PageStore::new(config),
+            pages,
         }
+    }
+
+    /// The same page store (one copy of every file's bytes) for another identity: its
+    /// reads are validated with its own calls and allowed by its own rights.
+    pub fn as_identity(&self, identity: crate::identity::Identity) -> Self {
+        Self::with_pages(
+            Arc::new(self.client.as_identity(identity)),
+            self.pages.clone(),
+        )
     }
 
     pub fn client(&self) -> &Arc<Client> {
@@ -155,6 +172,7 @@ impl CacheManager {
         }
         let node = self.revalidate(&node).await.map_err(|e| e.at(path))?;
         let len = node.status.length();
+        self.may_read(&node).map_err(|e| e.at(path))?;
         self.ensure_open(&node)?;
         let fetcher = Arc::new(FsFetcher {
             client: self.client.clone(),
@@ -196,8 +214,26 @@ impl CacheManager {
         Ok(())
     }
 
+    /// Refuses the bytes of `node` to an identity the server did not let read them
+    /// (`node`'s status is that identity's answer): pages another identity fetched are
+    /// never a way around the ACL.
+    fn may_read(&self, node: &Node) -> Result<()> {
+        if node.status.file_type == FileType::File
+            && !node.status.caller_has(crate::types::rights::READ)
+        {
+            return Err(Error::denied(
+                node.server,
+                self.client.identity().name_in(&node.cell),
+            ));
+        }
+        Ok(())
+    }
+
     /// The page-store entry of `node`, opened at its current length if it is not yet.
+    /// `node` must come from this manager's own [`CacheManager::revalidate`] (its status is
+    /// then this identity's answer, whose rights are checked here).
     pub fn open_file(&self, node: &Node) -> Result<Arc<FileCache>> {
+        self.may_read(node)?;
         self.ensure_open(node)?;
         self.pages
             .get(node.fid)

@@ -18,13 +18,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::callback::CallbackEvent;
 use crate::types::{CallBack, CallBackType, FetchStatus, Fid, Uuid};
 
+mod permits;
 #[cfg(test)]
 pub(crate) mod tests;
+
+pub use permits::ANONYMOUS;
+use permits::{Generation, Permits};
 
 /// A promise expiring sooner than this is treated as already gone (as kAFS does).
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
@@ -99,6 +104,8 @@ struct FileRecord {
     breaks: u64,
     /// The server last asked about the file: its breaks count before it replies.
     asked: Option<ServerId>,
+    /// What each identity was told it may do, under which promise.
+    permits: Permits,
 }
 
 /// Every address and UUID of a fileserver, mapped to one id.
@@ -332,6 +339,10 @@ impl Validity {
     /// Records a status and the promise that came with it, from the call that
     /// `stamp` was taken for; says how the data changed. If a break or reset
     /// happened since the stamp, the status is kept but no promise is granted.
+    // Each argument is a separate fact of one reply (what, from where, sampled when,
+    // what it said, what it promised, received when, to whom); a struct would only rename
+    // them at the one caller.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
         fid: Fid,
@@ -340,6 +351,7 @@ impl Validity {
         status: FetchStatus,
         callback: &CallBack,
         now: Instant,
+        who: &Arc<str>,
     ) -> DataChange {
         let overtaken = self.moved_since(fid, &stamp);
         let granted = callback.cb_type != CallBackType::Dropped && callback.expiration_time > 0;
@@ -363,6 +375,20 @@ impl Validity {
             }
         }
         let file = self.files.entry(fid).or_default();
+        if promise.is_some() {
+            // The rights come with the promise: good until it breaks.
+            let at = Generation {
+                server: stamp.server,
+                server_epoch: stamp.server_epoch,
+                volume_breaks: stamp.volume_breaks,
+                file_breaks: stamp.file_breaks,
+            };
+            file.permits.grant(who, status.caller_access, at);
+            if &**who != ANONYMOUS {
+                file.permits
+                    .grant(&Arc::from(ANONYMOUS), status.anonymous_access, at);
+            }
+        }
         let old = file.status.replace(status);
         file.promise = promise;
         file.broken = overtaken;
@@ -377,6 +403,28 @@ impl Validity {
                 }
             }
         }
+    }
+
+    /// What `who` may do with `fid` (the server's CallerAccess to it), if it was told
+    /// under the promise in force; None if it must ask the server.
+    pub fn access(&self, fid: Fid, who: &str, now: Instant) -> Option<u32> {
+        if self.check(fid, now) != Check::Valid {
+            return None;
+        }
+        let file = self.files.get(&fid)?;
+        let server = file
+            .promise
+            .map(|p| p.server)
+            .or_else(|| self.volume_promises.get(&fid.volume).map(|p| p.server))?;
+        file.permits.get(
+            who,
+            Generation {
+                server,
+                server_epoch: self.servers.epoch(server),
+                volume_breaks: self.volume_breaks(fid.volume),
+                file_breaks: file.breaks,
+            },
+        )
     }
 
     /// Records a status that came with no promise we may take.

@@ -168,7 +168,14 @@ fn record(c: &Coherence, fid: Fid, status: FetchStatus, secs: u32) {
             CallBackType::Dropped
         },
     };
-    c.record(fid, server, stamp, status, &cb);
+    c.record(
+        fid,
+        server,
+        stamp,
+        status,
+        &cb,
+        &crate::cache::validity::tests::anon(),
+    );
 }
 
 fn cells() -> CellServDb {

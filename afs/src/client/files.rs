@@ -36,10 +36,17 @@ impl Client {
             let reply = fs.inline_bulk_status(&fids).await?;
             self.coherence
                 .note_volume(dir.fid.volume, reply.volsync.creation_date);
+            let who = self.who(&dir.cell);
             for ((entry, st), stamp) in batch.iter_mut().zip(reply.entries).zip(stamps) {
                 if st.status.error_code == 0 {
-                    self.coherence
-                        .record(entry.fid, fs.addr(), stamp, st.status, &st.callback);
+                    self.coherence.record(
+                        entry.fid,
+                        fs.addr(),
+                        stamp,
+                        st.status,
+                        &st.callback,
+                        &who,
+                    );
                     entry.status = Some(st.status);
                 }
             }
@@ -94,7 +101,7 @@ impl Client {
             let (chunks, reply, stamp) = task
                 .await
                 .map_err(|e| Error::local(ErrorKind::Other, format!("read task failed: {e}")))??;
-            self.note_promise(node.fid, node.server, stamp, &reply);
+            self.note_promise(&node.cell, node.fid, node.server, stamp, &reply);
             for c in chunks {
                 sink(&c)?;
             }

@@ -135,8 +135,23 @@ type Parsed = (Arc<Vec<u8>>, Arc<Directory>);
 /// Bytes as of a data version.
 type Versioned = (u64, Arc<Vec<u8>>);
 
-/// An AFS client.
+/// An AFS client: the state every identity shares ([`Shared`]: one socket, one callback
+/// service, one table of promises, one cache) seen as one identity. [`Client::as_identity`]
+/// gives another identity's view of the same state, as a cache manager serves many users.
 pub struct Client {
+    shared: Arc<Shared>,
+    identity: Identity,
+}
+
+impl std::ops::Deref for Client {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// What all identities of a client share.
+pub struct Shared {
     endpoint: Endpoint,
     cells: CellServDb,
     this_cell: Option<String>,
@@ -158,10 +173,9 @@ pub struct Client {
     parsed: Mutex<HashMap<Fid, Parsed>>,
     uuid: Uuid,
     prober: Option<tokio::task::JoinHandle<()>>,
-    identity: Identity,
 }
 
-impl Drop for Client {
+impl Drop for Shared {
     fn drop(&mut self) {
         if let Some(p) = &self.prober {
             p.abort();
@@ -237,7 +251,7 @@ impl Client {
             ))
         });
         debug!(local = %endpoint.local_addr(), "AFS client up");
-        Ok(Self {
+        let shared = Shared {
             endpoint,
             cells,
             this_cell,
@@ -254,6 +268,9 @@ impl Client {
             parsed: Mutex::default(),
             uuid,
             prober,
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
             identity: cfg.identity,
         })
     }
@@ -415,7 +432,7 @@ impl Client {
             .file_server(node)?
             .fetch_data(node.fid, pos, len, sink)
             .await?;
-        self.note_promise(node.fid, node.server, stamp, &reply);
+        self.note_promise(&node.cell, node.fid, node.server, stamp, &reply);
         Ok(reply)
     }
 
@@ -506,9 +523,19 @@ impl Client {
         self.file_server_as(&node.cell, node.server)
     }
 
-    /// Who this client is to the servers of the cell its identity has a token for.
+    /// Who this client is to the servers of the cells its identity has tokens for.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// The same client (socket, callbacks, promises, cache) as another identity. Calls
+    /// go on that identity's connections, and what it may see is decided from the
+    /// servers' answers to it.
+    pub fn as_identity(&self, identity: Identity) -> Client {
+        Client {
+            shared: self.shared.clone(),
+            identity,
+        }
     }
 
     /// FetchStatus, recording the promise that comes with it. Tries each site of
@@ -524,7 +551,7 @@ impl Client {
                 let stamp = self.stamp(fid, server).await;
                 match fs.fetch_status(fid).await {
                     Ok(reply) => {
-                        self.note_promise(fid, server, stamp, &reply);
+                        self.note_promise(cell, fid, server, stamp, &reply);
                         return Ok(Node {
                             cell: cell.to_string(),
                             fid,
@@ -600,8 +627,14 @@ impl Client {
 
     /// Records a reply's status and promise; the promise counts only if nothing
     /// broke since `stamp`, taken before the call went out.
+    /// The name our identity goes by in `cell`: whose rights a reply to us carries.
+    pub(crate) fn who(&self, cell: &str) -> Arc<str> {
+        Arc::from(self.identity.name_in(cell))
+    }
+
     fn note_promise(
         &self,
+        cell: &str,
         fid: Fid,
         server: SocketAddr,
         stamp: crate::cache::validity::Stamp,
@@ -616,8 +649,14 @@ impl Client {
                 "volume was restored or replaced: its cached files are void"
             );
         }
-        self.coherence
-            .record(fid, server, stamp, reply.status, &reply.callback);
+        self.coherence.record(
+            fid,
+            server,
+            stamp,
+            reply.status,
+            &reply.callback,
+            &self.who(cell),
+        );
     }
 
     /// Records a new file or directory and its parent's new status. The new

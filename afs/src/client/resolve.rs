@@ -153,6 +153,14 @@ impl Client {
     /// The whole contents of a small file (directories, symlinks), fetched again
     /// only when its data version moved.
     pub(super) async fn fetch_all(&self, node: &Node) -> Result<Arc<Vec<u8>>> {
+        // The contents may be cached from another identity's read: ours may use them only
+        // if the server says we may look in this directory (node's status is ours).
+        if node.status.is_dir() && !node.status.caller_has(crate::types::rights::LOOKUP) {
+            return Err(Error::denied(
+                node.server,
+                self.identity.name_in(&node.cell),
+            ));
+        }
         let version = node.status.data_version();
         let cached = self
             .contents
@@ -186,7 +194,7 @@ impl Client {
                 Ok(())
             })
             .await?;
-        self.note_promise(node.fid, node.server, stamp, &reply);
+        self.note_promise(&node.cell, node.fid, node.server, stamp, &reply);
         let data = Arc::new(out);
         // Keyed by the version the data came with, which may be newer than `node`'s.
         let mut contents = self.contents.lock().unwrap_or_else(|e| e.into_inner());
@@ -240,7 +248,8 @@ impl Client {
 
     pub(super) fn cached_node(&self, cell: &str, fid: Fid) -> Option<Node> {
         let now = Instant::now();
-        let (status, server, expires) = self.coherence.cached(fid)?;
+        // Only what this identity was told: another's cached answer is not its own.
+        let (status, server, expires) = self.coherence.cached_as(fid, &self.who(cell))?;
         let loc = self
             .volumes
             .lock()

@@ -109,11 +109,27 @@ pub fn identity(anonymous: bool, level: Level) -> Result<Identity> {
     if anonymous {
         return Ok(Identity::Anonymous);
     }
+    // A store that cannot be read, or a token that cannot be used, leaves its cell
+    // anonymous, said once on stderr (as OpenAFS goes on without tokens); `tokens` shows
+    // the details.
     let store = TokenStore::default_for_user();
     let mut sources: Vec<Arc<dyn TokenSource>> = Vec::new();
-    for t in store.list()? {
-        let t = t?;
-        sources.push(Arc::new(StaticToken::new(&t, level)?));
+    let listed = match store.list() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("{e}; going on without tokens");
+            Vec::new()
+        }
+    };
+    for t in listed {
+        match t.map_err(anyhow::Error::from).and_then(|t| {
+            StaticToken::new(&t, level)
+                .map(|s| Arc::new(s) as Arc<dyn TokenSource>)
+                .map_err(anyhow::Error::from)
+        }) {
+            Ok(s) => sources.push(s),
+            Err(e) => tracing::warn!("unusable token: {e:#}"),
+        }
     }
     Ok(Identity::with_tokens(sources))
 }

@@ -11,7 +11,14 @@ fn fake(coherence: Arc<Coherence>, calls: Arc<AtomicU32>, dv: Arc<AtomicU64>) ->
             calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
             let status = status(dv.load(Ordering::SeqCst));
-            coherence.record(fid, server(1), stamp, status, &promise(3600));
+            coherence.record(
+                fid,
+                server(1),
+                stamp,
+                status,
+                &promise(3600),
+                &crate::cache::validity::tests::anon(),
+            );
             Ok(status)
         })
     })
@@ -24,6 +31,7 @@ async fn concurrent_validations_ask_once() {
     let c = Arc::new(Coherence::default());
     let v = Arc::new(Validator::new(
         c.clone(),
+        anyone(),
         fake(c.clone(), calls.clone(), dv.clone()),
     ));
     let f = Fid::new(7, 2, 1);
@@ -76,6 +84,7 @@ async fn volume_break_costs_one_call_per_used_file() {
     let c = Arc::new(Coherence::default());
     let v = Arc::new(Validator::new(
         c.clone(),
+        anyone(),
         fake(c.clone(), calls.clone(), dv),
     ));
     let files: Vec<Fid> = (1..=10).map(|n| Fid::new(7, 2 * n, 1)).collect();
@@ -125,12 +134,19 @@ async fn a_validation_overtaken_by_a_break_asks_again() {
                     });
                 }
                 let st = status(1 + u64::from(n));
-                c.record(fid, server(1), stamp, st, &promise(3600));
+                c.record(
+                    fid,
+                    server(1),
+                    stamp,
+                    st,
+                    &promise(3600),
+                    &crate::cache::validity::tests::anon(),
+                );
                 Ok(st)
             })
         })
     };
-    let v = Validator::new(c.clone(), fetch);
+    let v = Validator::new(c.clone(), anyone(), fetch);
     let f = Fid::new(7, 2, 1);
     assert_eq!(v.validate(f).await.unwrap().status.data_version(), 1);
     assert_ne!(
@@ -143,4 +159,9 @@ async fn a_validation_overtaken_by_a_break_asks_again() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(c.check(f), Check::Valid);
     assert_eq!(c.check_cached(f, Some(2)), Check::Valid);
+}
+
+/// The identity the fakes record replies for.
+fn anyone() -> super::Caller {
+    Arc::new(|_| crate::cache::validity::tests::anon())
 }

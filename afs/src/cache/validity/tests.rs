@@ -10,7 +10,7 @@ fn grant(
     now: Instant,
 ) -> DataChange {
     let stamp = t.stamp(fid, server);
-    t.record(fid, server, stamp, status, callback, now)
+    t.record(fid, server, stamp, status, callback, now, &anon())
 }
 
 pub(crate) fn server(n: u8) -> SocketAddr {
@@ -217,7 +217,7 @@ fn a_break_that_overtakes_the_reply_leaves_no_promise() {
         fids: vec![f],
         at: now,
     });
-    t.record(f, server(1), stamp, status(3), &promise(3600), now);
+    t.record(f, server(1), stamp, status(3), &promise(3600), now, &anon());
     assert_eq!(t.check(f, now), Check::Invalid(Why::Broken));
     assert_eq!(t.status(f).unwrap().data_version(), 3, "the status is kept");
     assert!(t.promise(f).is_none());
@@ -238,7 +238,7 @@ fn a_break_during_the_first_call_counts() {
         at: now,
     });
     assert_eq!(lost, vec![(f, Why::Broken)]);
-    t.record(f, server(1), stamp, status(1), &promise(3600), now);
+    t.record(f, server(1), stamp, status(1), &promise(3600), now, &anon());
     assert_ne!(t.check(f, now), Check::Valid);
 }
 
@@ -254,7 +254,7 @@ fn volume_breaks_and_resets_overtake_replies_too() {
         fids: vec![Fid::new(7, 0, 0)],
         at: now,
     });
-    t.record(b, server(1), stamp, status(1), &promise(3600), now);
+    t.record(b, server(1), stamp, status(1), &promise(3600), now, &anon());
     assert_ne!(t.check(b, now), Check::Valid);
 
     let stamp = t.stamp(b, server(1));
@@ -263,7 +263,7 @@ fn volume_breaks_and_resets_overtake_replies_too() {
         uuid: None,
         at: now,
     });
-    t.record(b, server(1), stamp, status(1), &promise(3600), now);
+    t.record(b, server(1), stamp, status(1), &promise(3600), now, &anon());
     assert_ne!(t.check(b, now), Check::Valid);
 }
 
@@ -349,4 +349,54 @@ fn cached_bytes_of_an_older_version_are_superseded() {
         t.check_cached(f, None, now),
         Check::Invalid(Why::Superseded)
     );
+}
+
+/// The identity most tests record replies for.
+pub(crate) fn anon() -> std::sync::Arc<str> {
+    std::sync::Arc::from(super::ANONYMOUS)
+}
+
+/// Rights are per identity: a reply to alice tells bob nothing, and a break voids both.
+#[test]
+fn rights_are_kept_per_identity_and_void_with_the_promise() {
+    let now = Instant::now();
+    let mut t = Validity::new();
+    let f = Fid::new(7, 2, 1);
+    let alice: std::sync::Arc<str> = "alice@R".into();
+    let mut st = status(1);
+    st.caller_access = 0x7f;
+    st.anonymous_access = 0;
+    let stamp = t.stamp(f, server(1));
+    t.record(f, server(1), stamp, st, &promise(3600), now, &alice);
+    assert_eq!(t.check(f, now), Check::Valid);
+    assert_eq!(t.access(f, "alice@R", now), Some(0x7f));
+    assert_eq!(
+        t.access(f, "bob@R", now),
+        None,
+        "bob must ask the server himself"
+    );
+    assert_eq!(
+        t.access(f, ANONYMOUS, now),
+        Some(0),
+        "AnonymousAccess came along"
+    );
+    let bob: std::sync::Arc<str> = "bob@R".into();
+    let mut st2 = st;
+    st2.caller_access = 0;
+    let stamp = t.stamp(f, server(1));
+    t.record(f, server(1), stamp, st2, &promise(3600), now, &bob);
+    assert_eq!(t.access(f, "bob@R", now), Some(0));
+    assert_eq!(t.access(f, "alice@R", now), Some(0x7f), "alice keeps hers");
+    t.apply(&CallbackEvent::Broken {
+        server: server(1),
+        fids: vec![f],
+        at: now,
+    });
+    assert_eq!(t.access(f, "alice@R", now), None);
+    assert_eq!(t.access(f, "bob@R", now), None);
+    // A new promise to alice does not bring bob's old answer back.
+    let stamp = t.stamp(f, server(1));
+    t.record(f, server(1), stamp, st, &promise(3600), now, &alice);
+    assert_eq!(t.access(f, "alice@R", now), Some(0x7f));
+    assert_eq!(t.access(f, "bob@R", now), None);
 }
