@@ -202,7 +202,7 @@ rxkad() {
     local env src want path r level who
     env="$(testcell/cell.sh --auth env)"
     get() { sed -n "s/^$1=//p" "$env"; }
-    local cell_args=(--cellservdb "$(get AFS_CELLSERVDB)" --thiscell "$(get AFS_THISCELL)")
+    local cell_args=(--cellservdb "$(get AFS_CELLSERVDB)" --thiscell "$(get AFS_THISCELL)" --cell "$(get AFS_CELL)")
     local auth=(env AFS_WASM_TOKENS="$work/tokens" KRB5_CONFIG="$(get AFS_KRB5_CONFIG)"
         target/release/afs-wasm "${cell_args[@]}")
     "${auth[@]}" login --keytab "$(get AFS_ALICE_KEYTAB)" --principal "alice@$(get AFS_REALM)" >&2
