@@ -351,3 +351,106 @@ async fn cached_pages_are_no_way_around_the_acl() {
         "no byte fetched again for bob or refused to anyone"
     );
 }
+
+/// The guest's identity from a keytab, as `run --keytab` makes it (KRB5_CONFIG must be set).
+fn keytab_identity(user: &User) -> afs::Identity {
+    use std::sync::Arc;
+    let c = auth_cell();
+    std::env::set_var("KRB5_CONFIG", &c.krb5_config);
+    let keytab = std::path::Path::new(c.keytab(user));
+    let token = afs_auth::login_from_keytab(&c.name, None, keytab, &user.principal).unwrap();
+    let source: Arc<dyn afs::identity::TokenSource> =
+        Arc::new(afs_auth::StaticToken::new(&token, rx::rxkad::Level::Crypt).unwrap());
+    afs::Identity::with_tokens(vec![source])
+}
+
+/// Guests of one host with different identities: alice's guest maps her file, so its
+/// pages are in the host's page store; bob's guest, and an anonymous one, are refused the
+/// same file and fetch nothing; bob's guest maps a file he may read from alice's pages.
+#[test]
+fn a_guest_is_refused_what_another_guests_identity_has_cached() {
+    use afs_wasm_host::pager::{Access, PagerConfig};
+    use afs_wasm_host::runtime::{GuestConfig, Host, HostConfig};
+    let c = auth_cell();
+    let (alice, bob) = (c.user("alice"), c.user("bob"));
+    login(&alice, true);
+    let n: u32 = rand::random();
+    let private = format!("{}/mapped-{n:08x}", c.alice_dir);
+    let shared = format!("{}/mapped-{n:08x}", c.public_dir);
+    let data = "mapped by alice\n".repeat(100_000);
+    assert!(put(&alice, &private, &data, &[]).0);
+    assert!(put(&alice, &shared, &data, &[]).0);
+
+    let client = afs::client::ClientConfig {
+        cellservdb: Some(c.cellservdb.clone()),
+        thiscell: Some(c.thiscell.clone()),
+        ..Default::default()
+    };
+    let host = Host::new(HostConfig::new(client, PagerConfig::default())).unwrap();
+    let fetched = || host.cache().pages().stats().snapshot().bytes_fetched;
+    let map = |identity: afs::Identity, path: &str| {
+        let grant = host.grant(path, Access::Read).unwrap();
+        let mut config = GuestConfig::new("mmap-bench")
+            .identity(identity)
+            .grant(grant)
+            .arg(path)
+            .arg("--rounds")
+            .arg("1");
+        let out = config.capture_stdout(1 << 16);
+        let r = host.run_command(&common::guest("mmap-bench"), config);
+        (r, String::from_utf8_lossy(&out.contents()).into_owned())
+    };
+    let (r, out) = map(keytab_identity(&alice), &private);
+    assert_eq!(r.unwrap(), 0, "alice maps her file: {out}");
+    let after_alice = fetched();
+    assert!(after_alice >= data.len() as u64);
+
+    // While alice's reader guest holds the file mapped, the others try.
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let grant = host.grant(&private, Access::Read).unwrap();
+            let mut config = GuestConfig::new("mmap-reader")
+                .identity(keytab_identity(&alice))
+                .grant(grant)
+                .arg(&private)
+                .arg("--interval-ms")
+                .arg("100")
+                .arg("--count")
+                .arg("30");
+            let out = config.capture_stdout(1 << 16);
+            let r = host.run_command(&common::guest("mmap-reader"), config);
+            (r, String::from_utf8_lossy(&out.contents()).into_owned())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        for (identity, who) in [
+            (keytab_identity(&bob), "bob"),
+            (afs::Identity::Anonymous, "anonymous"),
+        ] {
+            let (r, out) = map(identity, &private);
+            assert!(
+                !matches!(r, Ok(0)),
+                "{who}'s guest must not map alice's file: {r:?} {out}"
+            );
+        }
+        let (r, out) = reader.join().unwrap();
+        assert_eq!(r.unwrap(), 0, "alice's reader: {out}");
+        assert_eq!(out.lines().count(), 30, "{out}");
+        assert!(
+            out.lines().all(|l| l == "6d"),
+            "alice reads her bytes: {out}"
+        );
+    });
+    assert_eq!(fetched(), after_alice, "the refused guests fetched nothing");
+
+    let (r, out) = map(keytab_identity(&alice), &shared);
+    assert_eq!(r.unwrap(), 0, "{out}");
+    let cached = fetched();
+    let (r, out) = map(keytab_identity(&bob), &shared);
+    assert_eq!(r.unwrap(), 0, "bob maps the public file: {out}");
+    assert_eq!(
+        fetched(),
+        cached,
+        "bob's mapping is served from alice's pages"
+    );
+    host.shutdown();
+}

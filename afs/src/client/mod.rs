@@ -628,7 +628,7 @@ impl Client {
     /// Records a reply's status and promise; the promise counts only if nothing
     /// broke since `stamp`, taken before the call went out.
     /// The name our identity goes by in `cell`: whose rights a reply to us carries.
-    pub(crate) fn who(&self, cell: &str) -> Arc<str> {
+    pub fn who(&self, cell: &str) -> Arc<str> {
         Arc::from(self.identity.name_in(cell))
     }
 

@@ -21,6 +21,10 @@ pub struct LoginArgs {
     /// The principal whose key the keytab holds.
     #[arg(long, value_name = "PRINCIPAL", requires = "keytab")]
     pub principal: Option<String>,
+    /// Write the token to FILE (0600) instead of the token store: a guest's identity for
+    /// `run --token FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// The cell commands without a cell in their path use: `--cell`, else ThisCell.
@@ -50,8 +54,13 @@ pub fn login(cell: &str, args: &LoginArgs) -> Result<()> {
         (Some(kt), Some(p)) => login_from_keytab(cell, realm, kt, p)?,
         _ => login_from_ccache(cell, realm)?,
     };
-    let store = TokenStore::default_for_user();
-    let path = store.save(&token)?;
+    let path = match &args.out {
+        Some(file) => {
+            save_token_file(file, &token)?;
+            file.clone()
+        }
+        None => TokenStore::default_for_user().save(&token)?,
+    };
     println!(
         "token for {} in cell {} until {} ({})",
         token.principal,
@@ -132,4 +141,49 @@ pub fn identity(anonymous: bool, level: Level) -> Result<Identity> {
         }
     }
     Ok(Identity::with_tokens(sources))
+}
+
+/// Writes a token file readable by its owner alone.
+fn save_token_file(file: &std::path::Path, token: &afs_auth::Token) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(file);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    f.write_all(token.encode().as_bytes())?;
+    Ok(())
+}
+
+/// A guest's own identity (`run --token` or `run --keytab --principal`), or None to run
+/// it as the user's tokens.
+pub fn guest_identity(
+    token: Option<&std::path::Path>,
+    keytab: Option<(&std::path::Path, &str)>,
+    cell: Option<&str>,
+    level: Level,
+) -> Result<Option<Identity>> {
+    if let Some(file) = token {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read token {}", file.display()))?;
+        let token =
+            afs_auth::Token::decode(&text).with_context(|| format!("token {}", file.display()))?;
+        let source: Arc<dyn TokenSource> = Arc::new(StaticToken::new(&token, level)?);
+        return Ok(Some(Identity::with_tokens(vec![source])));
+    }
+    if let Some((keytab, principal)) = keytab {
+        let cell = cell.context("--keytab needs a cell: give --cell or configure ThisCell")?;
+        let source: Arc<dyn TokenSource> = Arc::new(afs_auth::KeytabSource::new(
+            cell,
+            None,
+            keytab.to_path_buf(),
+            principal,
+            level,
+        )?);
+        return Ok(Some(Identity::with_tokens(vec![source])));
+    }
+    Ok(None)
 }

@@ -135,7 +135,7 @@ fn client_config(args: &Args) -> Result<ClientConfig> {
 pub fn run_guest(args: Args) -> Result<i32> {
     let client = client_config(&args)?;
     match args.command {
-        Command::Run(run) => run::run(client, args.cell, run),
+        Command::Run(run) => run::run(client, args.cell, args.level, run),
         _ => anyhow::bail!("not a run command"),
     }
 }

@@ -73,6 +73,16 @@ pub struct RunArgs {
     /// Most bytes one `read` or `write` by copy may carry (default 64M).
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     pub max_copy_bytes: Option<u64>,
+    /// Run the guest as the identity of this token file (`afs-wasm login --out FILE`)
+    /// instead of the user's tokens; the host's cache is still shared.
+    #[arg(long, value_name = "FILE", conflicts_with = "keytab")]
+    pub token: Option<PathBuf>,
+    /// Run the guest as PRINCIPAL with its key from this keytab (a service's identity);
+    /// the token is renewed before it expires.
+    #[arg(long, value_name = "FILE", requires = "principal")]
+    pub keytab: Option<PathBuf>,
+    #[arg(long, value_name = "PRINCIPAL", requires = "keytab")]
+    pub principal: Option<String>,
     /// How long a store at unmap, close or exit is retried while no fileserver answers
     /// (default 30s); then the run fails, naming the file.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -244,7 +254,12 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 }
 
 /// Runs the guest; returns its exit code.
-pub fn run(client: ClientConfig, cell: Option<String>, args: RunArgs) -> Result<i32> {
+pub fn run(
+    client: ClientConfig,
+    cell: Option<String>,
+    level: rx::rxkad::Level,
+    args: RunArgs,
+) -> Result<i32> {
     let asks_help = |values: &[String]| options(values).any(|(opt, _, _)| opt == "help");
     if asks_help(&args.wasm) || asks_help(&args.codegen) {
         if asks_help(&args.wasm) {
@@ -296,6 +311,12 @@ pub fn run(client: ClientConfig, cell: Option<String>, args: RunArgs) -> Result<
         .collect::<Result<Vec<_>, _>>()
         .context("bad --dir")?;
     let mut guest = GuestConfig::new(program);
+    guest.identity = super::auth::guest_identity(
+        args.token.as_deref(),
+        args.keytab.as_deref().zip(args.principal.as_deref()),
+        host.default_cell(),
+        level,
+    )?;
     guest.grants = grants;
     guest.dirs = dirs;
     guest.args.extend(command);

@@ -106,12 +106,11 @@ impl GuestState {
             return Ok(());
         }
         let path = d.path.to_string();
-        match self
-            .afs
-            .host
-            .pager
-            .sync_file(&d.node, afs::cache::pages::FlushMode::Normal)
-        {
+        match self.afs.host.pager.sync_file(
+            &self.afs.host.cache,
+            &d.node,
+            afs::cache::pages::FlushMode::Normal,
+        ) {
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::debug!(%path, error = %e, "sync failed");

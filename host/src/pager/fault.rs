@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use afs::cache::manager::CacheManager;
 use afs::cache::validity::{Check, Why};
 use afs::error::ErrorKind;
 
@@ -144,7 +145,7 @@ impl Pager {
     fn try_fast(self: &Arc<Self>, region: &Arc<Region>, fault: &Fault) -> bool {
         let file = &region.file;
         let gen = file.zap_gen.load(Ordering::Acquire);
-        if self.validity_reason(file).is_some() {
+        if self.validity_reason(file).is_some() || !self.may_read(region) {
             return false;
         }
         let at = region.file_offset(fault.address);
@@ -162,6 +163,15 @@ impl Pager {
         // A sequential reader reached the window read-ahead left unmapped: read on.
         self.read_ahead(region, range);
         true
+    }
+
+    /// Whether the region's identity was told, under the promise in force, that it may
+    /// read the file (if not told, the slow path asks the server as it).
+    fn may_read(&self, region: &Region) -> bool {
+        let coherence = self.cache.client().coherence();
+        coherence
+            .access(region.file.fid, &region.who)
+            .is_some_and(|a| a & afs::types::rights::READ != 0)
     }
 
     /// Why the file must be revalidated before its pages may be mapped, if it must.
@@ -272,13 +282,14 @@ impl Pager {
     ) -> Result<(u64, u64), PagerError> {
         let file = &region.file;
         if let Some(reason) = self.validity_reason(file) {
-            self.revalidate(file, reason).await?;
+            self.revalidate(&region.cache, file, reason).await?;
         }
+        // As the region's identity: its own rights (no network while it knows them).
+        let node = region.cache.revalidate(&file.node()).await?;
         let at = region.file_offset(fault.address);
         let range = window(region, at, self.config.fault_around);
-        let node = file.node();
         let t = Instant::now();
-        self.cache.populate(&node, range.0, range.1).await?;
+        region.cache.populate(&node, range.0, range.1).await?;
         tracing::debug!(path = %file.path, took_us = t.elapsed().as_micros() as u64, "populated");
         Ok(range)
     }
@@ -359,12 +370,13 @@ impl Pager {
     /// data versions, note the new status, tell the observers.
     pub(super) async fn revalidate(
         &self,
+        cache: &CacheManager,
         file: &MappedFile,
         reason: Reason,
     ) -> Result<u64, PagerError> {
         let started = Instant::now();
         let before = file.cache.data_version();
-        let node = self.cache.revalidate(&file.node()).await?;
+        let node = cache.revalidate(&file.node()).await?;
         let dv = node.status.data_version();
         *file.node.lock().unwrap_or_else(|p| p.into_inner()) = node;
         file.zap_reason

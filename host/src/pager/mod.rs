@@ -175,6 +175,9 @@ pub struct MapRequest {
     pub length: u64,
     pub region: GuestRegion,
     pub access: Access,
+    /// The mapper's cache manager: its identity's rights decide whether it may map the
+    /// file, and its faults revalidate as that identity.
+    pub cache: Arc<CacheManager>,
 }
 
 /// Mapped regions by address, and mapped files with their mapping counts.
@@ -276,6 +279,8 @@ impl Pager {
             offset: req.offset,
             access: req.access,
             poisoned: Mutex::new(None),
+            who: req.cache.client().who(&req.node.cell),
+            cache: req.cache.clone(),
         });
         self.insert(&region)?;
         let whole = (region.addr, region.len);
@@ -299,10 +304,16 @@ impl Pager {
     }
 
     /// Stores every dirty page of the file, written by copy or through any mapping
-    /// (see [`CacheManager::flush`] for conflicts and `mode`).
-    pub fn sync_file(&self, node: &Node, mode: FlushMode) -> Result<FlushReport, PagerError> {
+    /// (see [`CacheManager::flush`] for conflicts and `mode`), as `cache`'s identity (the
+    /// writer's: the server decides whether it may).
+    pub fn sync_file(
+        &self,
+        cache: &Arc<CacheManager>,
+        node: &Node,
+        mode: FlushMode,
+    ) -> Result<FlushReport, PagerError> {
         self.rearm_write_protect(node.fid)?;
-        let cache = self.cache.clone();
+        let cache = cache.clone();
         let node = self.current_node(node);
         Ok(block_on(&self.runtime, async move {
             cache.flush(&node, mode).await
@@ -312,8 +323,13 @@ impl Pager {
     /// Retries storing the file's dirty pages in the background while no fileserver
     /// answers, for [`PagerConfig::store_retry`]; the pages stay dirty meanwhile. Any
     /// other outcome ends the retries. Wait for the outcome with [`PendingStore::wait`].
-    pub fn store_in_background(&self, path: &str, node: &Node) -> PendingStore {
-        let cache = self.cache.clone();
+    pub fn store_in_background(
+        &self,
+        cache: &Arc<CacheManager>,
+        path: &str,
+        node: &Node,
+    ) -> PendingStore {
+        let cache = cache.clone();
         let node = self.current_node(node);
         let deadline = tokio::time::Instant::now() + self.config.store_retry;
         let fid = node.fid;
@@ -369,15 +385,17 @@ impl Pager {
 }
 
 impl Pager {
-    /// The shared record of the mapped file, validated now if it is new.
+    /// The shared record of the mapped file. The mapper's identity is validated every
+    /// time (no network while its rights are known under the promise): a file another
+    /// identity mapped is not thereby open to this one.
     fn mapped_file(&self, req: &MapRequest) -> Result<Arc<MappedFile>, PagerError> {
+        let cache = req.cache.clone();
+        let node = req.node.clone();
+        let node = block_on(&self.runtime, async move { cache.revalidate(&node).await })??;
+        let file_cache = req.cache.open_file(&node)?;
         if let Some((f, _)) = self.maps().files.get(&req.node.fid) {
             return Ok(f.clone());
         }
-        let cache = self.cache.clone();
-        let node = req.node.clone();
-        let node = block_on(&self.runtime, async move { cache.revalidate(&node).await })??;
-        let file_cache = self.cache.open_file(&node)?;
         Ok(Arc::new(MappedFile {
             fid: node.fid,
             path: req.path.clone(),
@@ -475,7 +493,7 @@ impl Pager {
 
     fn unmap(&self, region: &Arc<Region>) -> Result<(), PagerError> {
         let flushed = if region.access == Access::ReadWrite && region.file.cache.has_unflushed() {
-            self.sync_file(&region.file.node(), FlushMode::Normal)
+            self.sync_file(&region.cache, &region.file.node(), FlushMode::Normal)
                 .map(drop)
         } else {
             Ok(())
@@ -642,17 +660,19 @@ impl Mapping {
             return Ok(());
         }
         self.pager
-            .sync_file(&region.file.node(), FlushMode::Normal)
+            .sync_file(&region.cache, &region.file.node(), FlushMode::Normal)
             .map(drop)
     }
 
     /// Validates now and refreshes changed bytes; returns the data version.
     pub fn revalidate_now(&self) -> Result<u64, PagerError> {
         let pager = self.pager.clone();
-        let file = self.region().file.clone();
+        let region = self.region().clone();
         let rt = self.pager.runtime.clone();
         block_on(&rt, async move {
-            pager.revalidate(&file, Reason::Requested).await
+            pager
+                .revalidate(&region.cache, &region.file, Reason::Requested)
+                .await
         })?
     }
 

@@ -59,6 +59,10 @@ pub(super) struct Region {
     /// Set when the pager made an access trap on purpose (unreachable server): the
     /// message the trap should carry.
     pub poisoned: Mutex<Option<String>>,
+    /// The mapper's identity, and its cache manager: faults revalidate as it, and pages
+    /// are mapped only while the server's word lets it read them.
+    pub who: Arc<str>,
+    pub cache: Arc<afs::cache::manager::CacheManager>,
 }
 
 impl Region {

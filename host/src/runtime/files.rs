@@ -109,13 +109,20 @@ impl GuestState {
         }
         // The pager blocks on the AFS runtime itself; it also stores pages dirtied
         // through mappings, which the page store alone cannot see.
-        Ok(match self.afs.host.pager.sync_file(&f.node, mode) {
-            Ok(report) => {
-                tracing::debug!(path = %f.path, ?report, "sync");
-                Ok(())
-            }
-            Err(e) => Err(pager_error(&f.path, &e)),
-        })
+        Ok(
+            match self
+                .afs
+                .host
+                .pager
+                .sync_file(&self.afs.host.cache, &f.node, mode)
+            {
+                Ok(report) => {
+                    tracing::debug!(path = %f.path, ?report, "sync");
+                    Ok(())
+                }
+                Err(e) => Err(pager_error(&f.path, &e)),
+            },
+        )
     }
 
     /// Remembers that the guest wrote the file, so that closing it or exiting stores it.

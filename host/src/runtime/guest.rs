@@ -47,6 +47,10 @@ pub struct GuestConfig {
     pub stdout: Option<CapturedOutput>,
     /// What the guest may take from the host.
     pub limits: GuestLimits,
+    /// Who the guest is to the cells' servers; None: the host client's identity. Guests
+    /// of one host share its page store and callbacks whatever their identities, but each
+    /// calls with its own token, and is given only what the servers said it may have.
+    pub identity: Option<afs::Identity>,
 }
 
 /// A guest's captured standard output (bounded; cheap to clone).
@@ -83,6 +87,12 @@ impl GuestConfig {
     /// Gives the guest a directory (`--dir`).
     pub fn dir(mut self, dir: DirArg) -> Self {
         self.dirs.push(dir);
+        self
+    }
+
+    /// Runs the guest as `identity` (see [`GuestConfig::identity`]).
+    pub fn identity(mut self, identity: afs::Identity) -> Self {
+        self.identity = Some(identity);
         self
     }
 
@@ -194,7 +204,10 @@ impl AfsCtx {
 
     /// Stores what the guest wrote to the file (at close, unmap or exit).
     pub(crate) fn store_on_close(&mut self, path: &str, node: &Node) {
-        let result = self.host.pager.sync_file(node, FlushMode::Normal);
+        let result = self
+            .host
+            .pager
+            .sync_file(&self.host.cache, node, FlushMode::Normal);
         self.stored(path, node, result.map(drop));
     }
 
@@ -204,7 +217,10 @@ impl AfsCtx {
         match result {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::ServerUnreachable => {
-                let pending = self.host.pager.store_in_background(path, node);
+                let pending = self
+                    .host
+                    .pager
+                    .store_in_background(&self.host.cache, path, node);
                 self.pending.push(pending);
             }
             Err(e) => self.unstored(path, &e),
@@ -243,6 +259,10 @@ pub(crate) struct GuestState {
 
 impl GuestState {
     pub(crate) fn new(host: Arc<Shared>, config: &GuestConfig) -> anyhow::Result<Self> {
+        let host = match &config.identity {
+            Some(identity) => host.as_identity(identity.clone()),
+            None => host,
+        };
         Ok(GuestState {
             wasi: config.wasi()?,
             table: ResourceTable::new(),

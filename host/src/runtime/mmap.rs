@@ -92,6 +92,7 @@ impl GuestState {
                 length,
                 region,
                 access: access.into(),
+                cache: self.afs.host.cache.clone(),
             },
             Err(e) => return Ok(Err(e)),
         };

@@ -119,8 +119,23 @@ pub(crate) struct Shared {
     pub(crate) cache: Arc<CacheManager>,
     pub(crate) client: Arc<Client>,
     pub(crate) default_cell: Option<String>,
-    /// Last, so it outlives what runs on it (see `Drop`).
-    pub(crate) afs: AfsRuntimeCell,
+    /// Last, so it outlives what runs on it (see `Drop`). Shared with the identity views.
+    pub(crate) afs: Arc<AfsRuntimeCell>,
+}
+
+impl Shared {
+    /// The same host (pager, page store, callbacks, runtime) as another identity: the
+    /// client and cache manager a guest with its own token uses.
+    pub(crate) fn as_identity(&self, identity: afs::Identity) -> Arc<Shared> {
+        let cache = Arc::new(self.cache.as_identity(identity));
+        Arc::new(Shared {
+            pager: self.pager.clone(),
+            client: cache.client().clone(),
+            cache,
+            default_cell: self.default_cell.clone(),
+            afs: self.afs.clone(),
+        })
+    }
 }
 
 /// The AFS runtime, dropped where dropping a runtime is allowed.
@@ -212,7 +227,7 @@ impl Host {
                 cache,
                 client,
                 default_cell,
-                afs: AfsRuntimeCell(Some(afs)),
+                afs: Arc::new(AfsRuntimeCell(Some(afs))),
             }),
             engines,
         })
