@@ -59,16 +59,6 @@ impl Coherence {
         self.lock().check_cached(fid, cached, Instant::now())
     }
 
-    /// The status, promise address and expiry of `fid`, when its promise holds.
-    pub fn cached(&self, fid: Fid) -> Option<(FetchStatus, SocketAddr, Instant)> {
-        let t = self.lock();
-        if t.check(fid, Instant::now()) != Check::Valid {
-            return None;
-        }
-        let (server, expires) = t.promise(fid)?;
-        Some((t.status(fid)?, server, expires))
-    }
-
     /// Samples the break counters before a call about `fid` goes to `server`.
     pub fn stamp(&self, fid: Fid, server: SocketAddr) -> Stamp {
         self.lock().stamp(fid, server)
@@ -100,8 +90,9 @@ impl Coherence {
         self.lock().access(fid, who, Instant::now())
     }
 
-    /// [`Coherence::cached`] for `who`: only if `who` knows its rights under the promise,
-    /// and with them as the status's CallerAccess (never another identity's).
+    /// The status, promise address and expiry of `fid` for `who`: only while its promise
+    /// holds and `who` knows its rights under it, with them as the status's CallerAccess
+    /// (never another identity's).
     pub fn cached_as(&self, fid: Fid, who: &str) -> Option<(FetchStatus, SocketAddr, Instant)> {
         let t = self.lock();
         let now = Instant::now();

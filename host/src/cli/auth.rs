@@ -131,12 +131,12 @@ pub fn identity(anonymous: bool, level: Level) -> Result<Identity> {
         }
     };
     for t in listed {
-        match t.map_err(anyhow::Error::from).and_then(|t| {
-            StaticToken::new(&t, level)
-                .map(|s| Arc::new(s) as Arc<dyn TokenSource>)
-                .map_err(anyhow::Error::from)
-        }) {
-            Ok(s) => sources.push(s),
+        let source = match t {
+            Ok(t) => StaticToken::new(&t, level).map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        match source {
+            Ok(s) => sources.push(Arc::new(s)),
             Err(e) => tracing::warn!("unusable token: {e:#}"),
         }
     }
