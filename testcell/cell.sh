@@ -56,7 +56,10 @@ fi
 REALM="$(printf '%s' "$CELL" | tr '[:lower:]' '[:upper:]')"
 KDC_PORT=88
 # Test users of the auth cell: name, pts id, password.
-AUTH_USERS=("admin 1000 admin-pw" "alice 1001 alice-pw" "bob 1002 bob-pw")
+AUTH_USERS=("admin 1000 admin-pw" "alice 1001 alice-pw" "bob 1002 bob-pw" "svc 1003 svc-pw")
+# svc is a service whose tickets live SVC_LIFE_S seconds only (its principal's maximum): the
+# tests see a keytab identity renew itself, and a plain token expire, within a minute.
+SVC_LIFE_S=20
 PART=/vicepa
 LIBEXEC=/usr/lib/openafs
 NFT_TABLE=afswasm_loss
@@ -314,8 +317,11 @@ AFS_KRB5_CONFIG=$RUN/client/krb5.conf
 AFS_KDC=$SERVER:$KDC_PORT
 AFS_ALICE_KEYTAB=$RUN/client/alice.keytab
 AFS_BOB_KEYTAB=$RUN/client/bob.keytab
+AFS_SVC_KEYTAB=$RUN/client/svc.keytab
 AFS_ALICE_PASSWORD=alice-pw
 AFS_BOB_PASSWORD=bob-pw
+AFS_SVC_PASSWORD=svc-pw
+AFS_SVC_LIFE_S=$SVC_LIFE_S
 AFS_ALICE_DIR=/afs/$CELL/alice
 AFS_PUBLIC_DIR=/afs/$CELL/public
 AFS_OPEN_DIR=/afs/$CELL/open
@@ -514,8 +520,8 @@ setup_volumes() {
 # Authentication (the auth cell only)
 
 # The KDC's database, the AFS service principal afs/CELL@REALM (AES-256 key, exported to the
-# servers' rxkad.keytab) and the test users with passwords; alice's and bob's keys also go to
-# keytabs the clients may read (client/NAME.keytab), for `login --keytab`. Run inside the
+# servers' rxkad.keytab) and the test users with passwords; alice's, bob's and svc's keys also
+# go to keytabs the clients may read (client/NAME.keytab), for `login --keytab`. Run inside the
 # namespaces, so that no Kerberos library can reach DNS.
 setup_kdc() {
     local u name pw
@@ -550,10 +556,12 @@ EOF
         echo "ktadd -k $RUN/etc/openafs/server/rxkad.keytab -norandkey afs/$CELL@$REALM"
         echo "ktadd -k $RUN/client/alice.keytab -norandkey alice@$REALM"
         echo "ktadd -k $RUN/client/bob.keytab -norandkey bob@$REALM"
+        echo "modprinc -maxlife \"$SVC_LIFE_S seconds\" svc@$REALM"
+        echo "ktadd -k $RUN/client/svc.keytab -norandkey svc@$REALM"
     } | in_ns env KRB5_KDC_PROFILE="$KDC/kdc.conf" kadmin.local >"$RUN/log/kadmin.out" 2>&1 ||
         { cat "$RUN/log/kadmin.out" >&2; die "kadmin.local failed"; }
     # Test credentials, readable by the unprivileged test user.
-    chmod 644 "$RUN/client/alice.keytab" "$RUN/client/bob.keytab"
+    chmod 644 "$RUN/client/alice.keytab" "$RUN/client/bob.keytab" "$RUN/client/svc.keytab"
 }
 
 kdc_answers() {
@@ -593,7 +601,9 @@ set_root_acl() { # VOLUME ID:RIGHTS...
 #   /afs/CELL/alice   alice rlidwka                  (nobody else)
 #   /afs/CELL/public  alice rlidwka, bob rl, system:anyuser rl
 #   /afs/CELL/open    system:anyuser rlidwk          (anonymous and authenticated alike:
-#                                                     the rxnull baseline of BENCH=rxkad)
+#                     system:authuser rlidwka         the rxnull baseline of BENCH=rxkad and
+#                                                     the AFS_TEST_AS runs, whose harness
+#                                                     checks for the a right: authenticated)
 # and system:administrators rlidwka everywhere; root.afs and root.cell system:anyuser rl.
 setup_auth() {
     local u name id i
@@ -614,7 +624,7 @@ setup_auth() {
     set_root_acl test "$admins" "$authuser:63"
     set_root_acl alice "$admins" 1001:127
     set_root_acl public "$admins" 1001:127 1002:9 "$anyuser:9"
-    set_root_acl open "$admins" "$anyuser:63"
+    set_root_acl open "$admins" "$anyuser:63" "$authuser:127"
 
     in_ns akeyconvert >/dev/null 2>"$RUN/tmp/akeyconvert.err" ||
         { cat "$RUN/tmp/akeyconvert.err" >&2; die "akeyconvert failed"; }

@@ -62,7 +62,8 @@ if $root; then
         "$(sed -n 's/^AFS_THISCELL=//p' "$auth_env")" \
         "$(sed -n 's/^AFS_KRB5_CONFIG=//p' "$auth_env")" \
         "$(sed -n 's/^AFS_ALICE_KEYTAB=//p' "$auth_env")" \
-        "$(sed -n 's/^AFS_BOB_KEYTAB=//p' "$auth_env")"
+        "$(sed -n 's/^AFS_BOB_KEYTAB=//p' "$auth_env")" \
+        "$(sed -n 's/^AFS_SVC_KEYTAB=//p' "$auth_env")"
     testcell/as-test-user --check-readable "$env_file" \
         "$(sed -n 's/^AFS_CELLSERVDB=//p' "$env_file")" \
         "$(sed -n 's/^AFS_THISCELL=//p' "$env_file")" \
@@ -79,3 +80,7 @@ else
 fi
 # Integration tests share one cell; cell-breaking tests serialize themselves.
 cargo test --locked "${runner[@]}" -- --test-threads=2
+# The coherence tests again with an authenticated reader and writer: as alice on the auth
+# cell, over rxkad crypt (host/tests/common/mod.rs, AFS_TEST_AS).
+AFS_TEST_AS=alice cargo test --locked "${runner[@]}" -p afs-wasm-host \
+    --test callbacks --test mmap --test stores -- --test-threads=2

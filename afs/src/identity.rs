@@ -27,7 +27,7 @@ pub struct Session {
 /// Why an identity has no usable credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("token for {name} in cell {cell} expired at {at}")]
+    #[error("token expired for {name} in cell {cell} (at {at})")]
     Expired {
         name: String,
         cell: String,

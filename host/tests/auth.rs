@@ -172,7 +172,7 @@ fn a_damaged_ticket_a_wrong_key_and_an_expired_token_each_say_so() {
                 l.to_string()
             }
         },
-        "expired",
+        "token expired",
     );
 }
 
@@ -453,4 +453,101 @@ fn a_guest_is_refused_what_another_guests_identity_has_cached() {
         "bob's mapping is served from alice's pages"
     );
     host.shutdown();
+}
+
+/// svc's tickets live AFS_SVC_LIFE_S seconds. A guest run with svc's keytab stores a byte
+/// every second for three ticket lives: its identity renews itself, and every store lands.
+/// Beside it, guests run with plain tokens of the same life fail once they expire: one whose
+/// token says so (our own check), and one whose token claims a day more than its ticket has,
+/// so that the fileserver is the one to refuse it mid-connection (RXKADEXPIRED).
+#[test]
+fn a_keytab_identity_renews_itself_and_a_plain_token_expires() {
+    let c = auth_cell();
+    let svc = c.user("svc");
+    let life: u32 = c.env("AFS_SVC_LIFE_S").parse().unwrap();
+    let rounds = 3 * life;
+    login(&svc, true);
+    let path = |tag: &str| format!("{}/{tag}-{:08x}", c.test_dir, rand::random::<u32>());
+    let (renewing, honest, lying) = (path("renew"), path("expire"), path("skew"));
+    for p in [&renewing, &honest, &lying] {
+        let (ok, err) = put(&svc, p, "", &[]);
+        assert!(ok, "create {p}: {err}");
+    }
+    let token_file = |name: &str, edit: &dyn Fn(&str) -> String| {
+        let file = svc.home.join(name);
+        let (ok, _, err) = outcome(
+            c.afs_wasm(&svc)
+                .args(["login", "--keytab", c.keytab(&svc)])
+                .args([
+                    "--principal",
+                    &svc.principal,
+                    "--out",
+                    file.to_str().unwrap(),
+                ]),
+        );
+        assert!(ok, "login --out: {err}");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let edited: Vec<String> = text.lines().map(edit).collect();
+        std::fs::write(&file, edited.join("\n") + "\n").unwrap();
+        file
+    };
+    let honest_token = token_file("honest.token", &|l| l.to_string());
+    let lying_token = token_file("lying.token", &|l| match l.strip_prefix("expires ") {
+        Some(t) => format!("expires {}", t.parse::<u64>().unwrap() + 86_400),
+        None => l.to_string(),
+    });
+    let writer = |identity: &[&str], path: &str| {
+        c.afs_wasm(&svc)
+            .arg("run")
+            .args(identity)
+            .args(["--grant", &format!("{path}:rw")])
+            .arg(common::guest("mmap-writer"))
+            .args([
+                path,
+                "--interval-ms",
+                "1000",
+                "--count",
+                &rounds.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start afs-wasm run")
+    };
+    let keytab_args = ["--keytab", c.keytab(&svc), "--principal", &svc.principal];
+    let runs = [
+        writer(&keytab_args, &renewing),
+        writer(&["--token", honest_token.to_str().unwrap()], &honest),
+        writer(&["--token", lying_token.to_str().unwrap()], &lying),
+    ];
+    let [renewed, honest_run, lying_run] = runs.map(|r| r.wait_with_output().unwrap());
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(
+        renewed.status.success(),
+        "the keytab identity's run failed: {}",
+        text(&renewed.stderr)
+    );
+    let stored = text(&renewed.stdout).lines().count() as u32;
+    assert_eq!(stored, rounds, "every round stored");
+    login(&svc, true); // the store's token is as short-lived
+    let (ok, byte, err) = cat(&svc, &renewing, &[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        byte.as_bytes(),
+        [rounds as u8],
+        "the last round's byte is stored"
+    );
+    for (what, run) in [("its own check", honest_run), ("the fileserver", lying_run)] {
+        let err = text(&run.stderr);
+        assert!(
+            !run.status.success(),
+            "a plain token outlived its ticket ({what})"
+        );
+        assert!(err.contains("token expired"), "{what}: {err}");
+        let stored = text(&run.stdout).lines().count() as u32;
+        assert!(
+            (1..rounds).contains(&stored),
+            "{what}: {stored} rounds stored before the token expired"
+        );
+    }
 }

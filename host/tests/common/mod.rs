@@ -7,6 +7,13 @@
 //! The tests need no privilege themselves: testcell/test.sh runs them as an ordinary
 //! user (testcell/as-test-user), and everything that needs root goes through
 //! [`cell_command`], which runs cell.sh through `sudo -n` when we are not root.
+//!
+//! With `AFS_TEST_AS=alice` (or `bob`) the same tests run against the cell that requires
+//! authentication (`cell.sh --auth`), as that user: our client, hosts and `afs-wasm`
+//! commands hold the user's rxkad token (crypt level), and the test directory is the auth
+//! cell's `open` volume. The third party stays anonymous there: afsio 1.8.9 can only
+//! authenticate with a DES session key (libafscp asks the KDC for DES-CBC-CRC), which a
+//! current KDC no longer issues, and `open`'s ACL lets system:anyuser write.
 
 #![allow(dead_code)]
 
@@ -25,6 +32,17 @@ pub struct Cell {
     pub thiscell: PathBuf,
     pub test_dir: String,
     pub script: PathBuf,
+    /// Who the tests are (`AFS_TEST_AS`): None for anonymous on the open cell.
+    pub user: Option<TestUser>,
+}
+
+/// The user the tests run as on the auth cell, with a token in a store of its own.
+pub struct TestUser {
+    pub name: String,
+    /// A token store (`AFS_WASM_TOKENS`) holding the user's token, for `afs-wasm` commands.
+    pub store: PathBuf,
+    pub token: afs_auth::Token,
+    pub krb5_config: PathBuf,
 }
 
 fn repo_root() -> PathBuf {
@@ -34,44 +52,138 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `AFS_TEST_AS`: the auth cell's user the tests run as, if any.
+fn test_as() -> Option<String> {
+    std::env::var("AFS_TEST_AS").ok().filter(|u| !u.is_empty())
+}
+
+/// cell.sh's arguments that pick the cell the tests use.
+fn cell_args() -> &'static [&'static str] {
+    if test_as().is_some() {
+        &["--auth"]
+    } else {
+        &[]
+    }
+}
+
+/// Brings a cell up (`cell.sh [--auth] up`) and reads its env file.
+fn bring_up(args: &[&str]) -> HashMap<String, String> {
+    let script = repo_root().join("testcell/cell.sh");
+    let run = |what: &str| {
+        let out = cell_script_command(&script)
+            .args(args)
+            .arg(what)
+            .output()
+            .expect("run testcell/cell.sh");
+        assert!(
+            out.status.success(),
+            "cell.sh {args:?} {what} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run("up");
+    let env_path = run("env");
+    let text = std::fs::read_to_string(env_path.trim()).expect("read the cell's env file");
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().into(), v.trim().trim_matches('"').into()))
+        .collect()
+}
+
 /// Brings the cell up once per test binary and reads its env file.
 pub fn cell() -> &'static Cell {
     static CELL: OnceLock<Cell> = OnceLock::new();
     CELL.get_or_init(|| {
-        let script = repo_root().join("testcell/cell.sh");
-        let out = cell_script_command(&script)
-            .arg("up")
-            .output()
-            .expect("run testcell/cell.sh up");
-        assert!(
-            out.status.success(),
-            "cell.sh up failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env_path = String::from_utf8(
-            cell_script_command(&script)
-                .arg("env")
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
-        let text = std::fs::read_to_string(env_path.trim()).expect("read the cell's env file");
-        let env: HashMap<&str, &str> = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim(), v.trim().trim_matches('"')))
-            .collect();
-        Cell {
-            name: env["AFS_CELL"].into(),
-            server: env["AFS_SERVER"].into(),
-            cellservdb: env["AFS_CELLSERVDB"].into(),
-            thiscell: env["AFS_THISCELL"].into(),
-            test_dir: env["AFS_TEST_DIR"].into(),
-            script,
+        let env = bring_up(cell_args());
+        let user = test_as().map(|name| test_user(&name, &env));
+        let cell = Cell {
+            name: env["AFS_CELL"].clone(),
+            server: env["AFS_SERVER"].clone(),
+            cellservdb: env["AFS_CELLSERVDB"].clone().into(),
+            thiscell: env["AFS_THISCELL"].clone().into(),
+            test_dir: match user {
+                Some(_) => env["AFS_OPEN_DIR"].clone(),
+                None => env["AFS_TEST_DIR"].clone(),
+            },
+            script: repo_root().join("testcell/cell.sh"),
+            user,
+        };
+        if let Some(u) = &cell.user {
+            check_authenticated(&cell, u);
         }
+        cell
     })
+}
+
+/// Logs `name` in from its keytab with `afs-wasm login`, as a service would, and keeps
+/// the token in a store of the tests' own.
+fn test_user(name: &str, env: &HashMap<String, String>) -> TestUser {
+    let var = |k: &str| env[&format!("AFS_{}_{k}", name.to_uppercase())].clone();
+    let store = tempdir().join("tokens");
+    let out = Command::new(env!("CARGO_BIN_EXE_afs-wasm"))
+        .arg("--cellservdb")
+        .arg(&env["AFS_CELLSERVDB"])
+        .arg("--thiscell")
+        .arg(&env["AFS_THISCELL"])
+        .args(["login", "--keytab", &var("KEYTAB"), "--principal"])
+        .arg(format!("{name}@{}", env["AFS_REALM"]))
+        .env("AFS_WASM_TOKENS", &store)
+        .env("KRB5_CONFIG", &env["AFS_KRB5_CONFIG"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run afs-wasm login");
+    assert!(
+        out.status.success(),
+        "afs-wasm login as {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = afs_auth::TokenStore::at(&store)
+        .load(&env["AFS_CELL"])
+        .expect("read the token store")
+        .expect("login saved a token");
+    TestUser {
+        name: name.into(),
+        store,
+        token,
+        krb5_config: env["AFS_KRB5_CONFIG"].clone().into(),
+    }
+}
+
+/// Fails unless the fileserver sees the tests' client as an authenticated user: the test
+/// directory's ACL gives system:authuser the `a` right, and anonymous callers not. (A
+/// client that fell back to rxnull would pass every test of the open volume.)
+fn check_authenticated(cell: &Cell, user: &TestUser) {
+    use afs::types::rights::ADMINISTER;
+    let config = ClientConfig {
+        cellservdb: Some(cell.cellservdb.clone()),
+        thiscell: Some(cell.thiscell.clone()),
+        identity: token_identity(&user.token),
+        ..ClientConfig::default()
+    };
+    let dir = cell.test_dir.clone();
+    // Its own thread and runtime: cell() is also called from inside the tests' runtimes.
+    let status = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let client = Client::new(config).await.expect("start the AFS client");
+            client.resolve(&dir).await.map(|n| n.status)
+        })
+    })
+    .join()
+    .unwrap()
+    .expect("look up the test directory as the test user");
+    assert!(
+        status.caller_has(ADMINISTER),
+        "the fileserver does not see {} as authenticated on {} (CallerAccess {:#x})",
+        user.name,
+        cell.test_dir,
+        status.caller_access
+    );
 }
 
 static FAULTS: RwLock<()> = RwLock::new(());
@@ -97,8 +209,25 @@ pub fn config() -> ClientConfig {
     ClientConfig {
         cellservdb: Some(c.cellservdb.clone()),
         thiscell: Some(c.thiscell.clone()),
+        identity: identity(),
         ..ClientConfig::default()
     }
+}
+
+/// Who the tests' clients are: the test user's token at the crypt level, or anonymous.
+pub fn identity() -> afs::Identity {
+    match &cell().user {
+        None => afs::Identity::Anonymous,
+        Some(u) => token_identity(&u.token),
+    }
+}
+
+fn token_identity(token: &afs_auth::Token) -> afs::Identity {
+    let source =
+        afs_auth::StaticToken::new(token, rx::rxkad::Level::Crypt).expect("a usable token");
+    afs::Identity::with_tokens(vec![
+        std::sync::Arc::new(source) as std::sync::Arc<dyn afs::identity::TokenSource>
+    ])
 }
 
 pub async fn client() -> Client {
@@ -110,7 +239,9 @@ pub async fn client() -> Client {
 /// unprivileged user whom a sudoers drop-in lets run exactly this script as root
 /// (testcell/as-test-user --setup).
 pub fn cell_command() -> Command {
-    cell_script_command(&cell().script)
+    let mut cmd = cell_script_command(&cell().script);
+    cmd.args(cell_args());
+    cmd
 }
 
 fn cell_script_command(script: &Path) -> Command {
@@ -219,6 +350,10 @@ pub fn afs_wasm() -> Command {
         .arg("--thiscell")
         .arg(&c.thiscell)
         .stdin(Stdio::null());
+    if let Some(u) = &c.user {
+        cmd.env("AFS_WASM_TOKENS", &u.store)
+            .env("KRB5_CONFIG", &u.krb5_config);
+    }
     cmd
 }
 
@@ -360,24 +495,7 @@ pub struct AuthCell {
 pub fn auth_cell() -> &'static AuthCell {
     static CELL: OnceLock<AuthCell> = OnceLock::new();
     CELL.get_or_init(|| {
-        let script = repo_root().join("testcell/cell.sh");
-        let out = cell_script_command(&script)
-            .args(["--auth", "up"])
-            .output()
-            .expect("run testcell/cell.sh --auth up");
-        assert!(
-            out.status.success(),
-            "cell.sh --auth up failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env_path = repo_root().join("testcell/run-auth/env");
-        let text = std::fs::read_to_string(&env_path).expect("read the auth cell's env file");
-        let env: HashMap<String, String> = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
+        let env = bring_up(&["--auth"]);
         AuthCell {
             name: env["AFS_CELL"].clone(),
             realm: env["AFS_REALM"].clone(),
@@ -407,6 +525,11 @@ impl AuthCell {
             principal: format!("{name}@{}", self.realm),
             home,
         }
+    }
+
+    /// A variable of the cell's env file.
+    pub fn env(&self, name: &str) -> &str {
+        &self.env[name]
     }
 
     pub fn password(&self, user: &User) -> &str {
