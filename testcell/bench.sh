@@ -212,13 +212,25 @@ rxkad() {
     want=$(md5sum < "$src")
     secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
     median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+    # The fileserver's CPU time per transfer: at crypt it, not we, sets the pace.
+    local fs_pid hz
+    fs_pid="$(cut -d' ' -f1 "$(get AFS_TESTCELL_RUN)/pids/dafileserver")"
+    hz=$(getconf CLK_TCK)
+    fs_secs() { # VAR CMD...: runs CMD, appends its wall time to t[VAR], the fileserver's CPU to t[fs_VAR]
+        local var=$1 c0 c1
+        shift
+        c0=$(cpu_ticks "$fs_pid")
+        t[$var]+="$(secs "$@")"$'\n'
+        c1=$(cpu_ticks "$fs_pid")
+        t[fs_$var]+="$(echo "($c1 - $c0) / $hz" | bc -l)"$'\n'
+    }
     declare -A t
     local kinds=(rxnull clear auth crypt)
     for ((r = 0; r < rounds; r++)); do
         for level in "${kinds[@]}"; do
             if [[ $level == rxnull ]]; then who=(--anonymous); else who=(--level "$level"); fi
-            t[w_$level]+="$(secs "${auth[@]}" "${who[@]}" put "$src" "$path")"$'\n'
-            t[r_$level]+="$(secs "${auth[@]}" "${who[@]}" cat "$path")"$'\n'
+            fs_secs "w_$level" "${auth[@]}" "${who[@]}" put "$src" "$path"
+            fs_secs "r_$level" "${auth[@]}" "${who[@]}" cat "$path"
             [[ $("${auth[@]}" "${who[@]}" cat "$path" | md5sum) == "$want" ]] ||
                 die "$level: read back wrong bytes"
         done
@@ -227,12 +239,14 @@ rxkad() {
     rm -f "$src"
     rate() { echo "scale=1; $mib * 1048576 / $(printf '%s' "${t[$1]}" | median) / 1000000" | bc -l; }
     printf '%s MiB file on the auth cell, median of %s rounds, whole-process times, md5-verified\n' "$mib" "$rounds"
-    printf '%-8s %11s %11s %9s %9s\n' "" "write MB/s" "read MB/s" "write" "read"
+    printf '%-8s %11s %11s %9s %9s %17s\n' "" "write MB/s" "read MB/s" "write" "read" "fileserver CPU s"
     local w0 r0 w rr
     w0=$(rate w_rxnull); r0=$(rate r_rxnull)
     for level in "${kinds[@]}"; do
         w=$(rate "w_$level"); rr=$(rate "r_$level")
-        printf '%-8s %11s %11s %8.2fx %8.2fx\n' "$level" "$w" "$rr" "$(echo "$w / $w0" | bc -l)" "$(echo "$rr / $r0" | bc -l)"
+        printf '%-8s %11s %11s %8.2fx %8.2fx %8.2f / %5.2f\n' "$level" "$w" "$rr" \
+            "$(echo "$w / $w0" | bc -l)" "$(echo "$rr / $r0" | bc -l)" \
+            "$(printf '%s' "${t[fs_w_$level]}" | median)" "$(printf '%s' "${t[fs_r_$level]}" | median)"
     done
     cargo build --release -q -p rx --example fcrypt_speed
     target/release/examples/fcrypt_speed
