@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rx::security::Security;
 use rx::{Endpoint, RxError};
 
+use crate::cache::validity::ANONYMOUS;
 use crate::error::{AbortCode, ErrorKind};
 use crate::xdr::XdrError;
 
@@ -120,9 +121,17 @@ fn refusal(code: &AbortCode, who: Option<&str>) -> String {
     }
 }
 
-/// "PATH: no such file", but "permission denied for alice@REALM on PATH".
+/// "PATH: no such file", but "permission denied for alice@REALM on PATH", and for a caller
+/// without a token "permission denied for anonymous on PATH (no token for cell C)": the
+/// likely fix is a login.
 fn at_path(path: &str, inner: &Error) -> String {
     match inner {
+        Error::Aborted { who: Some(who), .. } if &**who == ANONYMOUS => {
+            match crate::path::AfsPath::parse(path) {
+                Ok(p) => format!("{inner} on {path} (no token for cell {})", p.cell),
+                Err(_) => format!("{inner} on {path}"),
+            }
+        }
         Error::Aborted { who: Some(_), .. } => format!("{inner} on {path}"),
         _ => format!("{path}: {inner}"),
     }

@@ -207,9 +207,13 @@ fn tokens_lists_and_unlog_drops() {
     let (_, out, _) = outcome(c.afs_wasm(&alice).arg("tokens"));
     assert!(!out.contains(&alice.principal), "{out}");
     // Without a token alice is anonymous: her own directory is closed to her.
-    let (ok, _, err) = cat(&alice, &format!("{}/probe", c.alice_dir), &[]);
+    let probe = format!("{}/probe", c.alice_dir);
+    let (ok, _, err) = cat(&alice, &probe, &[]);
     assert!(
-        !ok && err.contains("permission denied for anonymous"),
+        !ok && err.contains(&format!(
+            "permission denied for anonymous on {probe} (no token for cell {})",
+            c.name
+        )),
         "{err}"
     );
 }
