@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 target=wasm32-wasip2
-guests=(mmap-reader mmap-writer plugin-guest mmap-probe mmap-bench mmap-abuse fs-suite)
+guests=(mmap-reader mmap-writer plugin-guest mmap-probe mmap-bench mmap-abuse fs-suite afs-http http-abuse)
 p1_target=wasm32-wasip1
 p1_guests=(fs-suite)
 c_packages=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32)

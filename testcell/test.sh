@@ -25,7 +25,7 @@ else
     sudo -n "$repo/testcell/cell.sh" up
     sudo -n "$repo/testcell/cell.sh" --auth up
 fi
-guests=(afs-guest mmap-reader mmap-writer plugin-guest mmap-probe mmap-bench mmap-abuse fs-suite)
+guests=(afs-guest mmap-reader mmap-writer plugin-guest mmap-probe mmap-bench mmap-abuse fs-suite afs-http http-abuse)
 cargo fmt --all --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --target wasm32-wasip2 --all-targets --locked "${guests[@]/#/-p}" -- -D warnings
@@ -81,6 +81,7 @@ fi
 # Integration tests share one cell; cell-breaking tests serialize themselves.
 cargo test --locked "${runner[@]}" -- --test-threads=2
 # The coherence tests again with an authenticated reader and writer: as alice on the auth
-# cell, over rxkad crypt (host/tests/common/mod.rs, AFS_TEST_AS).
-AFS_TEST_AS=alice cargo test --locked "${runner[@]}" -p afs-wasm-host \
+# cell, over rxkad crypt (host/tests/common/mod.rs, AFS_TEST_AS). No -p: the same features as
+# above, so nothing is built again.
+AFS_TEST_AS=alice cargo test --locked "${runner[@]}" \
     --test callbacks --test mmap --test stores -- --test-threads=2

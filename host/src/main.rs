@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     cli::init_tracing(args.verbose);
     // A guest runs on this thread, outside any tokio runtime: the host it runs in has
     // its own runtime for AFS, which the guest can never block.
-    if matches!(args.command, cli::Command::Run(_)) {
+    if matches!(args.command, cli::Command::Run(_) | cli::Command::Serve(_)) {
         return match cli::run_guest(args) {
             // As a shell reports it: the low 8 bits.
             Ok(code) => ExitCode::from((code & 0xff) as u8),

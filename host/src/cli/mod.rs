@@ -3,6 +3,7 @@
 mod auth;
 mod files;
 mod run;
+mod serve;
 mod watch;
 
 use std::path::PathBuf;
@@ -74,6 +75,10 @@ pub enum Command {
     /// Run a wasm guest (a wasm32-wasip2 command component, or a wasm32-wasip1 command
     /// module) that may open and map the AFS files it is granted.
     Run(run::RunArgs),
+    /// Serve a wasi:http handler component (`wasi:http/incoming-handler`) over HTTP, a
+    /// fresh instance per request, as `wasmtime serve` does, with AFS grants and
+    /// directories as `run` gives them.
+    Serve(serve::ServeArgs),
     /// Get an AFS token for the cell from Kerberos (the ticket cache, or a keytab), as
     /// aklog does, and keep it in the user's token store.
     Login(auth::LoginArgs),
@@ -130,13 +135,14 @@ fn client_config(args: &Args) -> Result<ClientConfig> {
     })
 }
 
-/// `afs-wasm run`: the guest's exit code. Call it outside any tokio runtime (the host
+/// `afs-wasm run` and `serve`: the exit code. Call it outside any tokio runtime (the host
 /// brings its own).
 pub fn run_guest(args: Args) -> Result<i32> {
     let client = client_config(&args)?;
     match args.command {
         Command::Run(run) => run::run(client, args.cell, args.level, run),
-        _ => anyhow::bail!("not a run command"),
+        Command::Serve(serve) => serve::serve(client, args.cell, args.level, serve),
+        _ => anyhow::bail!("not a run or serve command"),
     }
 }
 
@@ -189,7 +195,9 @@ pub async fn run(args: Args) -> Result<()> {
             };
             watch::watch(&client, &map(paths, abs)?, *count, format).await
         }
-        Command::Run(_) => Err(anyhow::anyhow!("`run` is handled outside the runtime")),
+        Command::Run(_) | Command::Serve(_) => Err(anyhow::anyhow!(
+            "`run` and `serve` are handled outside the runtime"
+        )),
         Command::Login(_) | Command::Tokens | Command::Unlog => unreachable!("handled above"),
     };
     if args.verbose > 0 {

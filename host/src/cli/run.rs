@@ -21,6 +21,24 @@ use anyhow::{bail, Context, Result};
 /// What `run` was asked to do.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub guest: GuestArgs,
+    /// The guest: a command component (wasm32-wasip2) or a wasm32-wasip1 command
+    /// module (run through the WASI preview1 adapter), then its arguments. Everything
+    /// after GUEST.wasm goes to the guest, options included.
+    #[arg(
+        value_name = "GUEST.wasm [ARGS]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// What a guest is given and how it is run: `run`'s and `serve`'s options.
+#[derive(Debug, clap::Args)]
+pub struct GuestArgs {
     /// Let the guest open files under PATH (`/afs/CELL/PATH`, or relative to the default
     /// cell), read-only (`:ro`, the default) or read-write (`:rw`). Without grants a
     /// guest can open nothing. The grant holds on what a path resolves to: beneath PATH,
@@ -87,17 +105,6 @@ pub struct RunArgs {
     /// (default 30s); then the run fails, naming the file.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub store_retry: Option<Duration>,
-    /// The guest: a command component (wasm32-wasip2) or a wasm32-wasip1 command
-    /// module (run through the WASI preview1 adapter), then its arguments. Everything
-    /// after GUEST.wasm goes to the guest, options included.
-    #[arg(
-        value_name = "GUEST.wasm [ARGS]",
-        required = true,
-        num_args = 1..,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    pub command: Vec<String>,
 }
 
 fn parse_on_unreachable(s: &str) -> Result<OnUnreachable, String> {
@@ -226,7 +233,7 @@ fn parse_codegen_options(values: &[String]) -> Result<CodeCache> {
 }
 
 /// The guest's limits: the defaults, then `-W` and the `--max-*` flags.
-fn limits(args: &RunArgs, wasm: &WasmOptions) -> Result<GuestLimits> {
+fn limits(args: &GuestArgs, wasm: &WasmOptions) -> Result<GuestLimits> {
     let mut limits = GuestLimits::default();
     if let Some(n) = wasm.max_memory_size {
         limits.max_memory_bytes = n;
@@ -260,6 +267,26 @@ pub fn run(
     level: rx::rxkad::Level,
     args: RunArgs,
 ) -> Result<i32> {
+    let mut command = args.command.into_iter();
+    let wasm = PathBuf::from(command.next().context("no guest given")?);
+    let Some((host, mut guest)) = prepare(client, cell, level, args.guest, &wasm)? else {
+        return Ok(0);
+    };
+    guest.args.extend(command);
+    let result = host.run_command(&wasm, guest);
+    host.shutdown();
+    result
+}
+
+/// The host and the guest's configuration that `args` describe, for the guest in `wasm`;
+/// None when they only asked for help (`-W help`, `-C help`), which is printed.
+pub fn prepare(
+    client: ClientConfig,
+    cell: Option<String>,
+    level: rx::rxkad::Level,
+    args: GuestArgs,
+    wasm: &std::path::Path,
+) -> Result<Option<(Host, GuestConfig)>> {
     let asks_help = |values: &[String]| options(values).any(|(opt, _, _)| opt == "help");
     if asks_help(&args.wasm) || asks_help(&args.codegen) {
         if asks_help(&args.wasm) {
@@ -268,13 +295,11 @@ pub fn run(
         if asks_help(&args.codegen) {
             print!("{CODEGEN_HELP}");
         }
-        return Ok(0);
+        return Ok(None);
     }
     let wasm_options = parse_wasm_options(&args.wasm)?;
     let code_cache = parse_codegen_options(&args.codegen)?;
     let limits = limits(&args, &wasm_options)?;
-    let mut command = args.command.into_iter();
-    let wasm = PathBuf::from(command.next().context("no guest given")?);
     if !wasm.is_file() {
         bail!("{}: no such file", wasm.display());
     }
@@ -319,12 +344,9 @@ pub fn run(
     )?;
     guest.grants = grants;
     guest.dirs = dirs;
-    guest.args.extend(command);
     guest.env = args.env;
     guest.limits = limits;
-    let result = host.run_command(&wasm, guest);
-    host.shutdown();
-    result
+    Ok(Some((host, guest)))
 }
 
 #[cfg(test)]

@@ -76,7 +76,10 @@ impl Host {
 
     /// A store for one guest run, with the call hook the pager needs and the guest's
     /// limits; with a timeout, the epoch ticker runs while the guard lives.
-    fn store(&self, config: &GuestConfig) -> anyhow::Result<(Store<GuestState>, Option<Ticking>)> {
+    pub(super) fn store(
+        &self,
+        config: &GuestConfig,
+    ) -> anyhow::Result<(Store<GuestState>, Option<Ticking>)> {
         let mut store = Store::new(
             &self.engines.engine,
             GuestState::new(self.shared.clone(), config)?,
@@ -109,7 +112,7 @@ impl Host {
     /// The exit code of a finished guest, or its trap explained; then unmaps what the
     /// guest left mapped and stores what it wrote (store-on-close), while its memory
     /// still exists. A store that fails makes the run fail, naming the file.
-    fn finish(
+    pub(super) fn finish(
         &self,
         store: &mut Store<GuestState>,
         result: wasmtime::Result<Result<(), ()>>,

@@ -69,6 +69,7 @@ pub(crate) struct Engines {
     pub(crate) engine: Engine,
     pub(crate) ticker: EpochTicker,
     linker: OnceLock<Linker<GuestState>>,
+    proxy_linker: OnceLock<Linker<GuestState>>,
     components: Mutex<HashMap<PathBuf, Cached>>,
 }
 
@@ -86,6 +87,7 @@ impl Engines {
             ticker: EpochTicker::new(engine.clone()),
             engine,
             linker: OnceLock::new(),
+            proxy_linker: OnceLock::new(),
             components: Mutex::default(),
         })
     }
@@ -101,6 +103,19 @@ impl Engines {
         crate::filesystem::add_to_linker(&mut linker)?;
         add_afs(&mut linker)?;
         Ok(self.linker.get_or_init(|| linker))
+    }
+
+    /// The linker for `wasi:http` handlers: the command linker's imports and
+    /// `wasi:http` (types and outgoing-handler, which refuses; see [`super::http`]).
+    pub(crate) fn proxy_linker(&self) -> anyhow::Result<&Linker<GuestState>> {
+        if let Some(l) = self.proxy_linker.get() {
+            return Ok(l);
+        }
+        let mut linker = Linker::new(&self.engine);
+        crate::filesystem::add_to_linker(&mut linker)?;
+        add_afs(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        Ok(self.proxy_linker.get_or_init(|| linker))
     }
 
     /// The component in `path` (or a wasm32-wasip1 module, adapted: see [`adapt`]),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use afs::cache::pages::FlushMode;
 use afs::client::Node;
@@ -13,6 +14,7 @@ use afs::error::ErrorKind;
 use afs::types::Fid;
 
 use super::grants::Grant;
+use super::http::NoOutgoingRequests;
 use super::limits::{GuestLimits, Limiter};
 use super::Shared;
 use crate::filesystem::{AfsDescriptor, AfsPreopen, DirArg};
@@ -252,6 +254,9 @@ impl AfsCtx {
 /// The data of a guest's `Store`.
 pub(crate) struct GuestState {
     pub(crate) wasi: WasiCtx,
+    /// For handlers (`wasi:http`); commands never link it.
+    http: WasiHttpCtx,
+    http_hooks: NoOutgoingRequests,
     pub(crate) table: ResourceTable,
     pub(crate) afs: AfsCtx,
     pub(crate) limiter: Limiter,
@@ -265,6 +270,8 @@ impl GuestState {
         };
         Ok(GuestState {
             wasi: config.wasi()?,
+            http: WasiHttpCtx::new(),
+            http_hooks: NoOutgoingRequests,
             table: ResourceTable::new(),
             afs: AfsCtx {
                 host,
@@ -287,6 +294,16 @@ impl WasiView for GuestState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }

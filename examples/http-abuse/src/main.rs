@@ -1,0 +1,77 @@
+//! http-abuse: a `wasi:http` handler that fails the way handlers do, on request, so that
+//! tests can check what `afs-wasm serve` answers and that it goes on serving:
+//!
+//! * `GET /ok`: 200 `ok`.
+//! * `GET /trap`: panics (a trap, `unreachable`).
+//! * `GET /spin`: loops forever (until the time limit, `-W timeout`).
+//! * `GET /grow`: allocates until the memory limit (`-W max-memory-size`) refuses.
+//! * `GET /stat/PATH`: opens the AFS file `/PATH` and answers its length (the host then
+//!   holds its status, but none of its pages).
+//! * `GET /map/PATH`: maps the AFS file `/PATH` and answers its first byte as two hex
+//!   digits (a fault the host cannot serve traps). Errors of open and map are answered
+//!   with a 502 naming them, as a handler would.
+//! * `GET /silent`: returns without setting a response.
+
+use wasip2::exports::http::incoming_handler::Guest;
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+struct Handler;
+
+impl Guest for Handler {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path = request.path_with_query().unwrap_or_default();
+        match path.as_str() {
+            "/ok" => send(out, 200, b"ok\n"),
+            "/trap" => panic!("asked to trap"),
+            "/spin" => {
+                let mut x = 0u64;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "/grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "/silent" => drop(out),
+            p if p.starts_with("/stat/") => match stat(&p["/stat".len()..]) {
+                Ok(len) => send(out, 200, format!("{len}\n").as_bytes()),
+                Err(e) => send(out, 502, format!("{e}\n").as_bytes()),
+            },
+            p if p.starts_with("/map/") => match first_byte(&p["/map".len()..]) {
+                Ok(b) => send(out, 200, format!("{b:02x}\n").as_bytes()),
+                Err(e) => send(out, 502, format!("{e}\n").as_bytes()),
+            },
+            _ => send(out, 404, b"no such route\n"),
+        }
+    }
+}
+
+wasip2::http::proxy::export!(Handler);
+
+fn stat(path: &str) -> afs_guest::Result<u64> {
+    Ok(afs_guest::File::open(path)?.stat()?.length)
+}
+
+fn first_byte(path: &str) -> afs_guest::Result<u8> {
+    let mapping = afs_guest::File::open(path)?.map_read(0..1)?;
+    Ok(mapping[0])
+}
+
+fn send(out: ResponseOutparam, status: u16, body: &[u8]) {
+    let response = OutgoingResponse::new(Fields::new());
+    let _ = response.set_status_code(status);
+    let outgoing = response.body().expect("the body, taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let stream = outgoing.write().expect("the body's stream, taken once");
+    let _ = stream.blocking_write_and_flush(body);
+    drop(stream);
+    let _ = OutgoingBody::finish(outgoing, None);
+}
+
+fn main() {}
