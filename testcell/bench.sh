@@ -18,7 +18,10 @@
 #    levels, MB/s and ratios to rxnull; and fcrypt's speed on one core.
 #  - idle: the CPU time an idle `afs-wasm watch` and an idle mapped reader guest (reading
 #    its byte once a second) use over BENCH_IDLE_SECS (default 30) seconds.
-# Usage: [BENCH=all|throughput|latency|mmap|wasi|rxkad|idle] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
+#  - serve: requests/s and p50/p99 latency of examples/afs-http served by afs-wasm over an
+#    AFS directory against stock wasmtime-wasi-http over a local copy, at 1, 16 and 64
+#    connections (BENCH_SERVE_SECS per run, default 5).
+# Usage: [BENCH=all|throughput|latency|mmap|wasi|rxkad|idle|serve] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-100}
@@ -26,7 +29,7 @@ rounds=${2:-3}
 section=${BENCH:-all}
 changes=${BENCH_CHANGES:-100}
 die() { echo "bench: $*" >&2; exit 1; }
-case $section in all | throughput | latency | mmap | wasi | rxkad | idle) ;; *) die "BENCH must be all, throughput, latency, mmap, wasi, rxkad or idle" ;; esac
+case $section in all | throughput | latency | mmap | wasi | rxkad | idle | serve) ;; *) die "BENCH must be all, throughput, latency, mmap, wasi, rxkad, idle or serve" ;; esac
 [[ $changes =~ ^[1-9][0-9]*$ ]] || die "BENCH_CHANGES must be a positive number"
 testcell/cell.sh up >&2
 # afsio crosses the same veth as afs-wasm, not the namespace's loopback.
@@ -197,6 +200,12 @@ wasi() {
     target/release/examples/wasi_bench "$AFS_TEST_DIR" "$mib"
 }
 
+serve() {
+    examples/build-guests.sh -q > /dev/null
+    cargo build --release -q -p afs-wasm-host --example http_bench
+    target/release/examples/http_bench "$AFS_TEST_DIR" "${BENCH_SERVE_SECS:-5}"
+}
+
 rxkad() {
     testcell/cell.sh --auth up >&2
     local env src want path r level who
@@ -291,7 +300,8 @@ idle() {
 }
 
 case $section in
-    all) throughput; echo; latency; echo; mmap; echo; wasi; echo; rxkad; echo; idle ;;
+    all) throughput; echo; latency; echo; mmap; echo; wasi; echo; rxkad; echo; serve; echo; idle ;;
+    serve) serve ;;
     rxkad) rxkad ;;
     idle) idle ;;
     wasi) wasi ;;

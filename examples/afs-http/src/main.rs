@@ -76,7 +76,7 @@ fn serve(path: &str) -> Page {
     match render(&title, &content) {
         Ok((body, version)) => Page {
             status: 200,
-            version: Some(version),
+            version,
             body,
         },
         Err(e) => Page::text(500, &format!("template: {e}\n")),
@@ -92,20 +92,29 @@ fn listing() -> std::io::Result<String> {
     Ok(names.join("\n"))
 }
 
-/// The page, from the mapped template; and the template's data version.
-fn render(title: &str, content: &str) -> Result<(Vec<u8>, u64), String> {
+/// The page, from the template; and the template's data version when it is an AFS file,
+/// which is mapped. (A local template, read with `std::fs`, lets the same component run
+/// under a stock wasmtime for comparison: it never calls `afs:client` then.)
+fn render(title: &str, content: &str) -> Result<(Vec<u8>, Option<u64>), String> {
     let path = std::env::var("TEMPLATE").map_err(|_| "TEMPLATE is not set".to_string())?;
+    let fill = |template: &str| {
+        template
+            .replace("{{title}}", &escape(title))
+            .replace("{{content}}", &escape(content))
+            .into_bytes()
+    };
+    if !path.starts_with("/afs/") {
+        let template = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+        return Ok((fill(&String::from_utf8_lossy(&template)), None));
+    }
     let file = File::open(&path).map_err(|e| e.to_string())?;
     let len = file.stat().map_err(|e| e.to_string())?.length;
     if len == 0 {
         return Err(format!("{path} is empty"));
     }
     let mapping = file.map_read(0..len).map_err(|e| e.to_string())?;
-    let template = String::from_utf8_lossy(&mapping);
-    let page = template
-        .replace("{{title}}", &escape(title))
-        .replace("{{content}}", &escape(content));
-    Ok((page.into_bytes(), mapping.data_version()))
+    let page = fill(&String::from_utf8_lossy(&mapping));
+    Ok((page, Some(mapping.data_version())))
 }
 
 fn escape(s: &str) -> String {

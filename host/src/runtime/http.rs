@@ -210,7 +210,7 @@ pub fn plain(status: StatusCode, text: impl Into<Bytes>) -> Response<ResponseBod
 
 /// The `wasi:http` hooks of our guests: defaults, but no outgoing requests.
 #[derive(Debug, Default)]
-pub(crate) struct NoOutgoingRequests;
+pub struct NoOutgoingRequests;
 
 impl WasiHttpHooks for NoOutgoingRequests {
     fn send_request(

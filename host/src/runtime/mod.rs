@@ -56,7 +56,7 @@ pub(crate) use self::grants::GrantWalk;
 pub use self::grants::{granted, normalize, BadPath, Grant};
 pub use self::guest::{CapturedOutput, GuestConfig};
 pub(crate) use self::guest::{GuestState, PreopenKind};
-pub use self::http::{plain, HttpHandler, ResponseBody};
+pub use self::http::{plain, HttpHandler, NoOutgoingRequests, ResponseBody};
 pub use self::limits::{parse_bytes, parse_duration, GuestLimits, TICK};
 pub use self::mmap::MappingRes;
 pub use crate::pager::Access;
