@@ -269,7 +269,7 @@ fn a_handler_that_traps_or_runs_past_a_limit_gets_a_500_naming_the_cause() {
     for (path, cause) in [
         ("/trap", "unreachable"),
         ("/spin", "time limit of 2s"),
-        ("/grow", "64"),
+        ("/grow", "limit of 67108864 bytes"),
         ("/silent", "without setting a response"),
     ] {
         let r = get(server.addr, path);
