@@ -92,30 +92,35 @@ impl Engines {
         })
     }
 
-    /// The linker, made on first use: WASI (async; `wasi:filesystem` ours, the rest
-    /// wasmtime-wasi's) and our `afs:client` imports (sync: they run their blocking
-    /// work on the AFS runtime).
+    /// The linker of commands, made on first use: WASI (async; `wasi:filesystem` ours,
+    /// the rest wasmtime-wasi's) and our `afs:client` imports (sync: they run their
+    /// blocking work on the AFS runtime).
     pub(crate) fn linker(&self) -> anyhow::Result<&Linker<GuestState>> {
-        if let Some(l) = self.linker.get() {
-            return Ok(l);
-        }
-        let mut linker = Linker::new(&self.engine);
-        crate::filesystem::add_to_linker(&mut linker)?;
-        add_afs(&mut linker)?;
-        Ok(self.linker.get_or_init(|| linker))
+        self.made(&self.linker, |_| Ok(()))
     }
 
     /// The linker for `wasi:http` handlers: the command linker's imports and
     /// `wasi:http` (types and outgoing-handler, which refuses; see [`super::http`]).
     pub(crate) fn proxy_linker(&self) -> anyhow::Result<&Linker<GuestState>> {
-        if let Some(l) = self.proxy_linker.get() {
+        self.made(&self.proxy_linker, |l| {
+            Ok(wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?)
+        })
+    }
+
+    /// The linker in `cell`, made on first use: WASI, `afs:client`, then `more`.
+    fn made<'a>(
+        &self,
+        cell: &'a OnceLock<Linker<GuestState>>,
+        more: impl FnOnce(&mut Linker<GuestState>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<&'a Linker<GuestState>> {
+        if let Some(l) = cell.get() {
             return Ok(l);
         }
         let mut linker = Linker::new(&self.engine);
         crate::filesystem::add_to_linker(&mut linker)?;
         add_afs(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        Ok(self.proxy_linker.get_or_init(|| linker))
+        more(&mut linker)?;
+        Ok(cell.get_or_init(|| linker))
     }
 
     /// The component in `path` (or a wasm32-wasip1 module, adapted: see [`adapt`]),
