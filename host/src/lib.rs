@@ -5,6 +5,8 @@
 //!   cache manager and page store) or from local directories (through wasmtime-wasi).
 //! * [`memory`]: guest linear memories the host owns (fixed base, full reservation), so
 //!   file pages can be mapped into them.
+//! * [`metrics`]: the host's counters and latency histograms (faults, revalidations,
+//!   changes), for Prometheus.
 //! * [`pager`]: maps page-store memfds into guest memory, resolves the guest's page faults
 //!   through userfaultfd (the revalidate hook), and strips mappings on callback breaks.
 //! * [`runtime`]: the wasmtime embedding: engine, linker, WASI, the `afs:client` imports,
@@ -13,6 +15,7 @@
 pub mod afs_runtime;
 pub mod filesystem;
 pub mod memory;
+pub mod metrics;
 pub mod pager;
 pub mod runtime;
 mod uffd;

@@ -16,6 +16,8 @@ use common::*;
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// Where it serves metrics (`--metrics-addr`), if asked to.
+    metrics: Option<SocketAddr>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -40,6 +42,10 @@ impl Server {
             }
             seen.push(line);
         };
+        let metrics = seen.iter().find_map(|l| {
+            let rest = l.strip_prefix("Metrics on http://")?;
+            rest.strip_suffix("/metrics")?.parse().ok()
+        });
         let stderr = Arc::new(Mutex::new(seen));
         let sink = stderr.clone();
         std::thread::spawn(move || {
@@ -50,6 +56,7 @@ impl Server {
         Server {
             child,
             addr,
+            metrics,
             stderr,
         }
     }
@@ -324,4 +331,94 @@ fn a_handler_that_faults_on_an_unreachable_server_gets_a_500_naming_the_file() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The value of the sample `name` (with its labels, as rendered) in Prometheus text.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
+/// A handler holds a mapping while afsio changes the file: the same instance reads the
+/// new byte, and `--metrics-addr` shows the break, the zap, the revalidation, the faults
+/// and the fileserver calls behind it, with their latencies.
+#[test]
+fn a_mapping_held_by_a_request_sees_a_change_and_the_metrics_count_it() {
+    let _g = shared();
+    let dir = unique_path("metrics");
+    let path = format!("{dir}/f");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = client().await;
+        c.mkdir(&dir).await.unwrap();
+        write_all(&c, &path, b"A is the first byte").await.unwrap();
+    });
+    let server = Server::start(
+        "http-abuse",
+        &[
+            "--grant",
+            &format!("{dir}:ro"),
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics = server.metrics.expect("serve printed its metrics address");
+    let addr = server.addr;
+    let watcher = {
+        let path = path.clone();
+        std::thread::spawn(move || get(addr, &format!("/watch{path}")))
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    afsio_write(&path, b"B is the first byte now");
+    let r = watcher.join().unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "41 42\n"));
+
+    let m = get(metrics, "/metrics");
+    assert_eq!(m.status, 200);
+    assert_eq!(
+        m.header("content-type"),
+        Some("text/plain; version=0.0.4"),
+        "{:?}",
+        m.headers
+    );
+    let text = &m.body;
+    assert_eq!(
+        sample(text, r#"afs_http_requests_total{status="200"}"#),
+        1.0
+    );
+    assert!(sample(text, "afs_callback_breaks_total") >= 1.0, "{text}");
+    assert!(sample(text, "afs_zaps_total") >= 1.0, "{text}");
+    assert!(sample(text, "afs_revalidations_total") >= 1.0, "{text}");
+    assert!(sample(text, "afs_change_seconds_count") >= 1.0, "{text}");
+    assert!(
+        sample(text, "afs_revalidation_seconds_count") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(text, r#"afs_fault_seconds_count{path="slow"}"#) >= 2.0,
+        "{text}"
+    );
+    let faults = sample(text, r#"afs_faults_total{kind="missing"}"#)
+        + sample(text, r#"afs_faults_total{kind="minor"}"#);
+    assert!(faults >= 2.0, "{text}");
+    assert!(
+        sample(text, r#"afs_fileserver_calls_total{call="FetchData"}"#) >= 2.0,
+        "{text}"
+    );
+    assert!(
+        sample(text, r#"afs_fileserver_bytes_total{direction="fetched"}"#) >= 42.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE afs_change_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        sample(text, r#"afs_page_store_budget_bytes"#) > 0.0,
+        "{text}"
+    );
+    assert_eq!(get(metrics, "/").status, 404);
+    eprintln!("{text}");
+    assert!(server.stop());
 }

@@ -10,6 +10,9 @@
 //! * `GET /map/PATH`: maps the AFS file `/PATH` and answers its first byte as two hex
 //!   digits (a fault the host cannot serve traps). Errors of open and map are answered
 //!   with a 502 naming them, as a handler would.
+//! * `GET /watch/PATH`: maps the AFS file `/PATH`, reads its first byte, and reads it
+//!   again every 10 ms until it changes (or 10 s pass): answers both, in hex. A change
+//!   made by someone else meanwhile reaches this instance through its mapping.
 //! * `GET /silent`: returns without setting a response.
 
 use wasip2::exports::http::incoming_handler::Guest;
@@ -47,6 +50,10 @@ impl Guest for Handler {
                 Ok(b) => send(out, 200, format!("{b:02x}\n").as_bytes()),
                 Err(e) => send(out, 502, format!("{e}\n").as_bytes()),
             },
+            p if p.starts_with("/watch/") => match watch(&p["/watch".len()..]) {
+                Ok((was, now)) => send(out, 200, format!("{was:02x} {now:02x}\n").as_bytes()),
+                Err(e) => send(out, 502, format!("{e}\n").as_bytes()),
+            },
             _ => send(out, 404, b"no such route\n"),
         }
     }
@@ -61,6 +68,19 @@ fn stat(path: &str) -> afs_guest::Result<u64> {
 fn first_byte(path: &str) -> afs_guest::Result<u8> {
     let mapping = afs_guest::File::open(path)?.map_read(0..1)?;
     Ok(mapping[0])
+}
+
+fn watch(path: &str) -> afs_guest::Result<(u8, u8)> {
+    let mapping = afs_guest::File::open(path)?.map_read(0..1)?;
+    let was = mapping.read_volatile(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = mapping.read_volatile(0);
+        if now != was || std::time::Instant::now() > deadline {
+            return Ok((was, now));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 fn send(out: ResponseOutparam, status: u16, body: &[u8]) {

@@ -8,11 +8,17 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use afs::client::ClientConfig;
+use afs_wasm_host::metrics::{self, Prometheus};
+use afs_wasm_host::runtime::Host;
 use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
@@ -28,6 +34,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s",
           value_parser = afs_wasm_host::runtime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Serve metrics in Prometheus's text format at http://ADDR/metrics: fileserver calls
+    /// and bytes, callback breaks, zaps, faults, revalidations, the page store, and
+    /// histograms of fault, revalidation, change and request latency.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub guest: GuestArgs,
     /// The handler: a component that exports `wasi:http/incoming-handler`.
@@ -46,6 +57,10 @@ pub fn serve(
         return Ok(0);
     };
     let host = Arc::new(host);
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some((addr, Arc::new(Prometheus::install()?))),
+        None => None,
+    };
     let handler = Arc::new(host.http_handler(&args.handler, guest)?);
     // Guests block their thread while a page fault or an `afs:client` call waits for
     // AFS: more threads than cores keep the others serving meanwhile.
@@ -56,11 +71,16 @@ pub fn serve(
         .enable_all()
         .build()
         .context("cannot start the server's runtime")?;
-    let served = runtime.block_on(accept_until_stopped(
-        args.addr,
-        handler.clone(),
-        args.shutdown_timeout,
-    ));
+    let served = runtime.block_on(async {
+        if let Some((addr, metrics)) = metrics {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            eprintln!("Metrics on http://{}/metrics", listener.local_addr()?);
+            tokio::spawn(serve_metrics(listener, metrics, host.clone()));
+        }
+        accept_until_stopped(args.addr, handler.clone(), args.shutdown_timeout).await
+    });
     drop(runtime);
     drop(handler);
     if let Ok(host) = Arc::try_unwrap(host) {
@@ -98,7 +118,12 @@ async fn accept_until_stopped(
         let handler = handler.clone();
         let service = service_fn(move |req| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(req).await) }
+            async move {
+                let arrived = Instant::now();
+                let response = handler.handle(req).await;
+                metrics::record_http(response.status().as_u16(), arrived.elapsed());
+                Ok::<_, Infallible>(response)
+            }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .serve_connection(TokioIo::new(stream), service);
@@ -122,6 +147,43 @@ async fn accept_until_stopped(
         );
     }
     Ok(())
+}
+
+/// Answers `GET /metrics` with the host's metrics until the runtime stops.
+async fn serve_metrics(listener: TcpListener, metrics: Arc<Prometheus>, host: Arc<Host>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let (metrics, host) = (metrics.clone(), host.clone());
+        let service = service_fn(move |req: Request<Incoming>| {
+            let (metrics, host) = (metrics.clone(), host.clone());
+            async move {
+                if req.uri().path() != "/metrics" {
+                    let mut response = Response::new(Full::new(Bytes::from_static(
+                        b"not found; the metrics are at /metrics\n",
+                    )));
+                    *response.status_mut() = StatusCode::NOT_FOUND;
+                    return Ok::<_, Infallible>(response);
+                }
+                // Rendering reads every counter: off the async workers.
+                let text = tokio::task::spawn_blocking(move || metrics.render(&host))
+                    .await
+                    .unwrap_or_default();
+                let mut response = Response::new(Full::new(Bytes::from(text)));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                Ok(response)
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service),
+        );
+    }
 }
 
 /// SIGINT or SIGTERM.

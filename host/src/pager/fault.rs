@@ -9,7 +9,7 @@
 //! once a page.
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,10 @@ use super::region::{self, MappedFile, Region};
 use super::stats::add;
 use super::{Access, OnUnreachable, Pager, PagerError, Reason, RevalidateEvent, PAGE};
 use crate::uffd::{Fault, FaultKind};
+use tracing::Instrument;
+
+/// Numbers the faults' spans, so concurrent faults can be told apart in the logs.
+static NEXT_FAULT: AtomicU64 = AtomicU64::new(1);
 
 /// Windows fetched ahead of a fault that had to fetch (a sequential scan).
 const READ_AHEAD_WINDOWS: usize = 3;
@@ -91,6 +95,15 @@ impl Pager {
             let _ = self.uffd.wake(page, PAGE);
             return;
         };
+        let span = tracing::info_span!(
+            "fault",
+            id = NEXT_FAULT.fetch_add(1, Ordering::Relaxed),
+            path = %region.file.path,
+            who = %region.who,
+            kind = ?fault.kind,
+            offset = region.file_offset(fault.address),
+        );
+        let _entered = span.enter();
         match fault.kind {
             FaultKind::WriteProtect => {
                 add(&self.stats.faults_write_protect, 1);
@@ -110,10 +123,11 @@ impl Pager {
                     self.finish(started, true);
                 } else {
                     let pager = self.clone();
-                    self.runtime.spawn(async move {
+                    let resolve = async move {
                         pager.resolve_slow(region, fault).await;
                         pager.finish(started, false);
-                    });
+                    };
+                    self.runtime.spawn(resolve.instrument(span.clone()));
                 }
             }
         }
@@ -129,6 +143,7 @@ impl Pager {
         let took = started.elapsed();
         tracing::trace!(fast, took_us = took.as_micros() as u64, "fault finished");
         add(&self.stats.fault_nanos, took.as_nanos() as u64);
+        crate::metrics::record_fault(fast, took);
     }
 
     /// The first write to a clean page: mark it dirty and let the write through.
@@ -374,24 +389,30 @@ impl Pager {
         file: &MappedFile,
         reason: Reason,
     ) -> Result<u64, PagerError> {
-        let started = Instant::now();
-        let before = file.cache.data_version();
-        let node = cache.revalidate(&file.node()).await?;
-        let dv = node.status.data_version();
-        *file.node.lock().unwrap_or_else(|p| p.into_inner()) = node;
-        file.zap_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        add(&self.stats.revalidations, 1);
-        self.emit(&RevalidateEvent {
-            path: file.path.clone(),
-            fid: file.fid,
-            reason,
-            data_changed: before.is_some_and(|b| b != dv),
-            data_version: dv,
-            took: started.elapsed(),
-        });
-        Ok(dv)
+        let span = tracing::info_span!("revalidation", path = %file.path, ?reason);
+        async {
+            let started = Instant::now();
+            let before = file.cache.data_version();
+            let node = cache.revalidate(&file.node()).await?;
+            let dv = node.status.data_version();
+            *file.node.lock().unwrap_or_else(|p| p.into_inner()) = node;
+            file.zap_reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            add(&self.stats.revalidations, 1);
+            crate::metrics::record_revalidation(started.elapsed());
+            self.emit(&RevalidateEvent {
+                path: file.path.clone(),
+                fid: file.fid,
+                reason,
+                data_changed: before.is_some_and(|b| b != dv),
+                data_version: dv,
+                took: started.elapsed(),
+            });
+            Ok(dv)
+        }
+        .instrument(span)
+        .await
     }
 }

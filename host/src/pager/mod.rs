@@ -180,11 +180,12 @@ pub struct MapRequest {
     pub cache: Arc<CacheManager>,
 }
 
-/// Mapped regions by address, and mapped files with their mapping counts.
+/// Mapped regions by address, and mapped files with their mappings (a break zaps a
+/// file's mappings without scanning everyone's).
 #[derive(Default)]
 struct Maps {
     regions: BTreeMap<usize, Arc<Region>>,
-    files: HashMap<Fid, (Arc<MappedFile>, usize)>,
+    files: HashMap<Fid, (Arc<MappedFile>, Vec<Arc<Region>>)>,
 }
 
 /// Maps files into guest memory and serves the faults.
@@ -379,7 +380,7 @@ impl Pager {
         let maps = self.maps.read().unwrap_or_else(|p| p.into_inner());
         maps.files
             .values()
-            .map(|(f, n)| (f.fid, f.path.clone(), *n))
+            .map(|(f, regions)| (f.fid, f.path.clone(), regions.len()))
             .collect()
     }
 }
@@ -425,11 +426,11 @@ impl Pager {
             ));
         }
         maps.regions.insert(region.addr, region.clone());
-        let entry = maps
-            .files
+        maps.files
             .entry(region.file.fid)
-            .or_insert_with(|| (region.file.clone(), 0));
-        entry.1 += 1;
+            .or_insert_with(|| (region.file.clone(), Vec::new()))
+            .1
+            .push(region.clone());
         Ok(())
     }
 
@@ -443,8 +444,8 @@ impl Pager {
             maps.regions.remove(&region.addr);
         }
         if let Some(entry) = maps.files.get_mut(&region.file.fid) {
-            entry.1 -= 1;
-            if entry.1 == 0 {
+            entry.1.retain(|r| r.id != region.id);
+            if entry.1.is_empty() {
                 maps.files.remove(&region.file.fid);
                 // The zero pages faulted in past the end of the file go with the last
                 // mapping (they are the guest's pinned bytes, not the file's).
@@ -463,11 +464,10 @@ impl Pager {
 
     fn regions_of(&self, fid: Fid) -> Vec<Arc<Region>> {
         self.maps()
-            .regions
-            .values()
-            .filter(|r| r.file.fid == fid)
-            .cloned()
-            .collect()
+            .files
+            .get(&fid)
+            .map(|(_, regions)| regions.clone())
+            .unwrap_or_default()
     }
 
     /// The newest node the pager has for the file (validation refreshes it).

@@ -6,11 +6,13 @@
 //! server reset zaps every mapped file whose promise came from that server. A promise can
 //! also just run out; a sweep zaps those files so their next access revalidates.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use afs::cache::validity::{Check, Why};
 use afs::client::PromisesLost;
+use afs::types::Fid;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::region::{self, MappedFile};
@@ -75,26 +77,43 @@ impl Pager {
     }
 
     fn on_lost(&self, lost: &PromisesLost) {
+        let reason = |why: Why| match why {
+            Why::ServerReset => Reason::ServerReset,
+            Why::Expired => Reason::Expiry,
+            _ => Reason::Break,
+        };
         let reset = lost.files.iter().any(|(_, why)| *why == Why::ServerReset);
-        let files = self.files();
-        for file in &files {
-            let why = lost
-                .files
-                .iter()
-                .find(|(fid, _)| *fid == file.fid)
-                .map(|(_, w)| *w);
-            let from_reset_server = reset && file.node().server == lost.server;
-            let reason = match why {
-                Some(Why::ServerReset) => Reason::ServerReset,
-                Some(Why::Expired) => Reason::Expiry,
-                Some(_) => Reason::Break,
-                None if from_reset_server => Reason::ServerReset,
-                None => continue,
-            };
-            self.zap_file(file, reason);
+        let targets: Vec<(Arc<MappedFile>, Reason)> = {
+            let maps = self.maps();
+            if reset {
+                // Every file whose promise came from the server, named or not.
+                let named: HashMap<Fid, Why> = lost.files.iter().copied().collect();
+                maps.files
+                    .values()
+                    .filter_map(|(file, _)| match named.get(&file.fid) {
+                        Some(why) => Some((file.clone(), reason(*why))),
+                        None if file.node().server == lost.server => {
+                            Some((file.clone(), Reason::ServerReset))
+                        }
+                        None => None,
+                    })
+                    .collect()
+            } else {
+                lost.files
+                    .iter()
+                    .filter_map(|(fid, why)| Some((maps.files.get(fid)?.0.clone(), reason(*why))))
+                    .collect()
+            }
+        };
+        for (file, reason) in &targets {
+            self.zap_file(file, *reason);
+        }
+        if !targets.is_empty() {
+            crate::metrics::record_change(lost.at.elapsed());
         }
         tracing::debug!(
             server = %lost.server,
+            zapped = targets.len(),
             since_arrival_us = lost.at.elapsed().as_micros() as u64,
             "callback event applied to mappings"
         );
