@@ -137,7 +137,7 @@ pub struct Fault {
     pub thread: u32,
 }
 
-/// How a [`Uffd`] was opened, and so which faults it catches.
+/// How a `Uffd` was opened, and so which faults it catches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UffdMode {
     /// Through `/dev/userfaultfd`: catches faults taken in kernel mode too.

@@ -4,10 +4,10 @@
 //!
 //! wasmtime-wasi 48 has no filesystem backend hook (see ../shared/wasi-fs.md), so the
 //! host binds `wasi:filesystem` itself ([`bindings`]) and links every other WASI
-//! interface from wasmtime-wasi ([`add_to_linker`]). A guest's descriptors are ours
+//! interface from wasmtime-wasi (`add_to_linker`). A guest's descriptors are ours
 //! ([`Descriptor`]): an AFS file or directory, or a wasmtime-wasi descriptor of a local
 //! directory in the same resource table, to which every call is handed on unchanged
-//! ([`local`]), so local directories behave exactly as under `wasmtime run`.
+//! (`local`), so local directories behave exactly as under `wasmtime run`.
 //!
 //! AFS semantics, as an AFS client gives them to processes:
 //! - an open, a stat and every read revalidate (no network while the file's callback

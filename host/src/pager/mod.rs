@@ -9,8 +9,8 @@
 //! 3rd-party changes"):
 //! * a callback break, a server reset or an expired promise **zaps** the file's mappings
 //!   (`MADV_DONTNEED`: page-table entries go, the memfd keeps the bytes), off the
-//!   callback's reply path ([`zap`]);
-//! * the guest's next access faults into the **revalidate hook** ([`fault`]): the cheap
+//!   callback's reply path (`zap`);
+//! * the guest's next access faults into the **revalidate hook** (`fault`): the cheap
 //!   validity check first, FetchStatus when it fails, a refetch only of what changed, a
 //!   new promise, and then the whole surrounding range is mapped again at once
 //!   (fault-around), so a scan after a break costs a handful of faults;

@@ -34,13 +34,14 @@ const MEMORY_GUARD: u64 = 32 << 20;
 ///   mapped up front), so file pages can be mapped into them.
 /// * `memory_init_cow(false)`: mandatory with a custom memory (wasmtime 48 panics at
 ///   instantiation otherwise); data segments are copied in at instantiation.
-/// * Epoch interruption, for guests' time limits (see [`super::limits`]).
+/// * Epoch interruption, for guests' time limits (see
+///   [`GuestLimits::timeout`](super::GuestLimits::timeout)).
 /// * Static bounds (4 GiB reservation + guard) and signals-based traps: an access to a
 ///   page the pager made inaccessible is a fault in wasm code, which wasmtime turns
 ///   into a trap (with a `WasmFault` we can explain) instead of a crash.
 /// * Wasm proposals: wasmtime 48's defaults, then `features` (see [`WasmFeatures`]).
 ///
-/// No code cache: [`Engines::new`] adds the host's ([`CodeCache`]).
+/// No code cache: [`Host::new`](super::Host::new) adds the host's ([`CodeCache`]).
 pub fn engine_config(features: &WasmFeatures) -> Config {
     let mut config = Config::new();
     features.apply(&mut config);

@@ -30,6 +30,29 @@ pub(crate) enum PreopenKind {
 }
 
 /// What a guest may do and what it is given: grants, arguments, environment, stdio.
+///
+/// One configuration serves any number of runs (it is cloned into each guest's store),
+/// and for an [`HttpHandler`](super::HttpHandler) it is every request's.
+///
+/// ```
+/// use std::time::Duration;
+/// use afs_wasm_host::runtime::{Access, Grant, GuestConfig, GuestLimits};
+///
+/// # fn main() -> anyhow::Result<()> {
+/// let site = "/afs/example.org/site";
+/// let guest = GuestConfig::new("render")
+///     .arg("--verbose")
+///     .env("TEMPLATE", format!("{site}/template.html"))
+///     // std::fs in the guest sees the data directory as /data, read-only...
+///     .afs_dir(Grant::new(&format!("{site}/data"), Access::Read, None)?, "/data")
+///     // ...and it may map files anywhere under the site.
+///     .grant(format!("{site}:ro").parse()?)
+///     .inherit_stdio(false)
+///     .limits(GuestLimits::default().timeout(Duration::from_secs(10)));
+/// assert_eq!(guest.args, ["render", "--verbose"]);
+/// assert_eq!(guest.limits.timeout, Some(Duration::from_secs(10)));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct GuestConfig {
     /// Names the guest in logs (tracing spans); defaults to `args[0]`.
@@ -67,7 +90,8 @@ impl CapturedOutput {
 }
 
 impl GuestConfig {
-    /// A guest called `program` (its `argv[0]`) with stdio inherited and no grants.
+    /// A guest called `program` (its `argv[0]`) with stdio inherited, no grants, no
+    /// directories, no environment, the host's identity and [`GuestLimits::default`].
     pub fn new(program: impl Into<String>) -> Self {
         GuestConfig {
             args: vec![program.into()],
@@ -76,40 +100,103 @@ impl GuestConfig {
         }
     }
 
+    /// Names the guest in logs (the `name` of its tracing span), to tell many guests of
+    /// one program apart. Default: its `argv[0]`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Lets the guest open files under `grant`'s path (through `afs:client`, and
+    /// through its AFS directories). A guest can open nothing it was not granted.
+    /// Default: no grants.
     pub fn grant(mut self, grant: Grant) -> Self {
         self.grants.push(grant);
         self
     }
 
+    /// [`GuestConfig::grant`] for each of `grants`.
+    pub fn grants(mut self, grants: impl IntoIterator<Item = Grant>) -> Self {
+        self.grants.extend(grants);
+        self
+    }
+
+    /// Appends an argument to the guest's `argv`. Default: the program name only.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
     }
 
-    /// Gives the guest a directory (`--dir`).
+    /// [`GuestConfig::arg`] for each of `args`.
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Gives the guest a directory for `wasi:filesystem` (`--dir`), so that unmodified
+    /// programs (`std::fs`, `fopen`) reach it: an AFS one (a grant too) or a local one.
+    /// Default: no directories.
     pub fn dir(mut self, dir: DirArg) -> Self {
         self.dirs.push(dir);
         self
     }
 
-    /// Runs the guest as `identity` (see [`GuestConfig::identity`]).
+    /// Gives the guest the AFS directory of `grant` at `guest_path` for
+    /// `wasi:filesystem`, with the grant's access and options; the grant also covers
+    /// opens through `afs:client`. The typed form of
+    /// `dir(DirArg::parse("/afs/...::GUEST_PATH:ro", ..))`.
+    pub fn afs_dir(self, grant: Grant, guest_path: impl Into<String>) -> Self {
+        self.dir(DirArg::Afs {
+            grant,
+            guest: guest_path.into(),
+        })
+    }
+
+    /// Runs the guest as `identity`: a service that runs guests for several users gives
+    /// each its own token. They still share the host's page store and callbacks, and
+    /// each is given only what the servers say it may have. Default: the host client's
+    /// identity.
     pub fn identity(mut self, identity: afs::Identity) -> Self {
         self.identity = Some(identity);
         self
     }
 
+    /// What the guest may take from the host (memory, time, mappings, copies): raise
+    /// them for a guest known to need more, lower them for untrusted ones. Default:
+    /// [`GuestLimits::default`].
     pub fn limits(mut self, limits: GuestLimits) -> Self {
         self.limits = limits;
         self
     }
 
+    /// Sets an environment variable of the guest. Default: an empty environment.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
         self
     }
 
+    /// [`GuestConfig::env`] for each pair of `vars`.
+    pub fn envs<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Whether the guest gets this process's stdin, stdout and stderr: on for a command
+    /// run as a program, off for guests whose output would interleave (request
+    /// handlers, many guests at once), which then read an empty stdin and whose output
+    /// is dropped unless captured ([`GuestConfig::capture_stdout`]). Default: on.
+    pub fn inherit_stdio(mut self, inherit: bool) -> Self {
+        self.inherit_stdio = inherit;
+        self
+    }
+
     /// Captures stdout (up to `limit` bytes) instead of inheriting it; read it from the
-    /// returned handle after the guest ran.
+    /// returned handle after the guest ran. It takes `&mut self` because it returns
+    /// that handle.
     pub fn capture_stdout(&mut self, limit: usize) -> CapturedOutput {
         let out = CapturedOutput(MemoryOutputPipe::new(limit));
         self.stdout = Some(out.clone());

@@ -33,6 +33,36 @@ pub type ResponseBody = HyperOutgoingBody;
 
 /// A `wasi:http` handler component ready to serve: compiled, linked, and configured as
 /// each of its instances will be. Cheap to share (`Arc`) across connections.
+///
+/// Make one with [`Host::http_handler`] and call [`HttpHandler::handle`] from a server
+/// of your own for the requests the component should answer; `afs-wasm serve` and
+/// `examples/http-service` are two such servers.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use afs_wasm_host::runtime::{Access, GuestConfig, Host, HostConfig};
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Empty};
+///
+/// # #[tokio::main]
+/// # async fn main() -> anyhow::Result<()> {
+/// let host = Arc::new(Host::new(HostConfig::default())?);
+/// let site = "/afs/example.org/site";
+/// let guest = GuestConfig::new("afs-http")
+///     .inherit_stdio(false)
+///     .afs_dir(host.grant(&format!("{site}/data"), Access::Read)?, "/data")
+///     .grant(host.grant(site, Access::Read)?)
+///     .env("TEMPLATE", format!("{site}/template.html"));
+/// let handler = host.http_handler(std::path::Path::new("afs-http.wasm"), guest)?;
+///
+/// // The guest is told the request's authority: from the URI, else the Host header.
+/// let request = http::Request::get("http://localhost/notes.txt").body(Empty::<Bytes>::new())?;
+/// let response = handler.handle(request).await;
+/// let status = response.status();
+/// let body = response.into_body().collect().await?.to_bytes();
+/// println!("{status}: {}", String::from_utf8_lossy(&body));
+/// # Ok(()) }
+/// ```
 pub struct HttpHandler {
     host: Arc<Host>,
     pre: ProxyPre<super::GuestState>,
@@ -68,7 +98,9 @@ impl Drop for Running {
 impl Host {
     /// Loads a `wasi:http/proxy` component and prepares it to serve requests, each in a
     /// fresh instance configured by `config` (its args and stdio matter little; its
-    /// grants, directories, identity and limits are each request's).
+    /// grants, directories, identity and limits are each request's). The host is an
+    /// `Arc` because every request's instance holds it while it runs. See
+    /// [`HttpHandler`] for an example.
     pub fn http_handler<'a>(
         self: &Arc<Self>,
         wasm: impl Into<Wasm<'a>>,
@@ -109,6 +141,12 @@ impl HttpHandler {
     /// Serves one request in a fresh instance. The guest's own failures (a trap, a limit,
     /// a fileserver that does not answer under the trap policy, no response set) become
     /// a 500 whose body names the cause; the handler goes on serving.
+    ///
+    /// Any body of `Bytes` will do: hyper's `Incoming` as a server receives it, or
+    /// `http_body_util::Full` for a request the embedder makes up. The request's URI is
+    /// what the guest sees, so a server that mounts the handler under a prefix rewrites
+    /// it first. Call it on a multi-threaded runtime: a guest blocks its thread while a
+    /// page fault waits for a fileserver.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes> + Send + 'static,

@@ -14,6 +14,26 @@ use wasmtime::Engine;
 
 /// Limits for one guest. The defaults protect a host running many guests; raise them
 /// for a guest that needs more.
+///
+/// A guest past its memory or time limit traps, and its run fails with a message naming
+/// the limit; past the others, the `afs:client` call fails with `limit-exceeded`. The
+/// host and its other guests go on either way.
+///
+/// ```
+/// use std::time::Duration;
+/// use afs_wasm_host::runtime::{parse_bytes, parse_duration, GuestLimits};
+///
+/// # fn main() -> Result<(), String> {
+/// // As an operator writes them (`-W max-memory-size=256M,timeout=1.5s`).
+/// let limits = GuestLimits::default()
+///     .max_memory_bytes(parse_bytes("256M")?)
+///     .timeout(parse_duration("1.5s")?)
+///     .max_mappings(16);
+/// assert_eq!(limits.max_memory_bytes, 256 << 20);
+/// assert_eq!(limits.timeout, Some(Duration::from_millis(1500)));
+/// assert_eq!(limits.max_copy_bytes, 64 << 20); // untouched: the default
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestLimits {
     /// Bytes each linear memory may grow to (wasmtime's `-W max-memory-size`).
@@ -43,6 +63,51 @@ impl Default for GuestLimits {
             max_mapped_bytes: 1 << 30,
             max_copy_bytes: 64 << 20,
         }
+    }
+}
+
+impl GuestLimits {
+    /// Bytes each linear memory may grow to: raise it for a guest that holds large data
+    /// in its own memory (the regions it maps files onto are part of it). Default:
+    /// 1 GiB.
+    pub fn max_memory_bytes(mut self, bytes: u64) -> Self {
+        self.max_memory_bytes = bytes;
+        self
+    }
+
+    /// Elements each table may grow to; only guests that grow tables at run time come
+    /// near it. Default: 2^20.
+    pub fn max_table_elements(mut self, elements: usize) -> Self {
+        self.max_table_elements = elements;
+        self
+    }
+
+    /// Wall-clock time the guest may run, so that a spinning or stuck guest cannot hold
+    /// its thread (or a request) forever; checked every [`TICK`]. Default: no limit.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Mappings the guest may hold at once: all guests share the process's
+    /// `vm.max_map_count`, so keep it low for many guests. Default: 1024.
+    pub fn max_mappings(mut self, mappings: usize) -> Self {
+        self.max_mappings = mappings;
+        self
+    }
+
+    /// Bytes of file pages the guest may keep mapped at once (pages past the end of a
+    /// file included), which it pins in the shared page store. Default: 1 GiB.
+    pub fn max_mapped_bytes(mut self, bytes: u64) -> Self {
+        self.max_mapped_bytes = bytes;
+        self
+    }
+
+    /// Bytes one `read` or `write` by copy may carry, since the host allocates that much
+    /// for the call. Default: 64 MiB.
+    pub fn max_copy_bytes(mut self, bytes: u64) -> Self {
+        self.max_copy_bytes = bytes;
+        self
     }
 }
 
@@ -210,7 +275,15 @@ fn tick(engine: &Engine, state: &(Mutex<TickerState>, Condvar)) {
 }
 
 /// Parses a byte count: digits with an optional K, M, G or T suffix (powers of 1024,
-/// as wasmtime's CLI reads sizes), optionally followed by `B` or `iB`.
+/// as wasmtime's CLI reads sizes), optionally followed by `B` or `iB`. For limits an
+/// embedder reads from its own configuration, in the CLI's words.
+///
+/// ```
+/// use afs_wasm_host::runtime::parse_bytes;
+/// assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+/// assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+/// assert!(parse_bytes("12X").is_err());
+/// ```
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let t = t
@@ -239,6 +312,13 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 /// Parses a duration: a number with `ms`, `s`, `m` or `h` (`s` if none), like wasmtime's
 /// `-W timeout`.
+///
+/// ```
+/// use std::time::Duration;
+/// use afs_wasm_host::runtime::parse_duration;
+/// assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+/// assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+/// ```
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {

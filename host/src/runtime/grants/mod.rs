@@ -44,6 +44,28 @@ use afs::path::AfsPath;
 use crate::pager::Access;
 
 /// A path prefix a guest may open files under.
+///
+/// Parse one as the CLI's `--grant` takes it, or build it: [`Grant::new`] (or
+/// [`Host::grant`](super::Host::grant), relative to the host's default cell) and the
+/// `with_` methods. Both give the same grant:
+///
+/// ```
+/// use afs_wasm_host::runtime::{Access, Grant};
+///
+/// # fn main() -> Result<(), afs_wasm_host::runtime::BadPath> {
+/// let parsed: Grant = "/afs/example.org/data:rw,mounts".parse()?;
+/// let built = Grant::new("/afs/example.org/data", Access::Read, None)?
+///     .with_access(Access::ReadWrite)
+///     .with_mounts(true);
+/// assert_eq!(parsed, built);
+/// assert_eq!(built.to_string(), "/afs/example.org/data:rw,mounts");
+///
+/// // Relative to a default cell, and normalized as the client resolves paths.
+/// let g = Grant::parse("data/./reports/../logs", Some("example.org"))?;
+/// assert_eq!(g.prefix(), "/afs/example.org/data/logs");
+/// assert_eq!(g.access(), Access::Read);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     prefix: AfsPath,
@@ -79,6 +101,7 @@ impl Grant {
         self.prefix.to_string()
     }
 
+    /// Whether opens under the grant may write.
     pub fn access(&self) -> Access {
         self.access
     }
@@ -88,7 +111,9 @@ impl Grant {
         &self.prefix
     }
 
-    /// This grant with `access`.
+    /// This grant with `access`: [`Access::ReadWrite`] lets the guest write, create and
+    /// remove files beneath the prefix (the servers' ACLs still apply). Default: the
+    /// access it was made with (read-only when parsed without `:rw`).
     pub fn with_access(mut self, access: Access) -> Self {
         self.access = access;
         self
@@ -104,13 +129,17 @@ impl Grant {
         self.links
     }
 
-    /// This grant, with mount points beneath its prefix counted as inside it or not.
+    /// This grant, with mount points beneath its prefix counted as inside it or not:
+    /// turn it on when the tree the guest needs spans volumes mounted beneath it (the
+    /// volumes mounted there are then reachable with this grant's access). Default: off.
     pub fn with_mounts(mut self, mounts: bool) -> Self {
         self.mounts = mounts;
         self
     }
 
-    /// This grant, with its symlinks allowed to lead anywhere or not.
+    /// This grant, with its symlinks allowed to lead anywhere or not: turn it on only
+    /// for a tree whose links you trust, since whatever they lead to gets this grant's
+    /// access. Default: off (a link is followed only into the guest's grants).
     pub fn with_links(mut self, links: bool) -> Self {
         self.links = links;
         self
