@@ -60,6 +60,35 @@ async fn overwrite_shrinks_and_grows() {
     client.remove(&path).await.unwrap();
 }
 
+/// A lookup with a directory node older than the directory (other tasks of the same
+/// client created entries since) reads the whole current directory: the server sends the
+/// new version, which is longer than the node said, and a prefix of it is no directory.
+/// 16 creators at a time in one directory hit this at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_with_a_stale_directory_node_reads_all_of_the_directory() {
+    let _g = shared();
+    let client = client().await;
+    let dir = unique_path("growing");
+    client.mkdir(&dir).await.unwrap();
+    let stale = client.resolve(&dir).await.unwrap();
+    for i in 0..300 {
+        client
+            .create_in(&stale, &format!("entry-with-a-long-name-{i:04}"), 0o644)
+            .await
+            .unwrap();
+    }
+    let now = client.resolve(&dir).await.unwrap();
+    assert!(
+        now.status.length() > stale.status.length(),
+        "the directory grew"
+    );
+    for i in [0, 150, 299] {
+        let name = format!("entry-with-a-long-name-{i:04}");
+        let found = client.lookup(&stale, &name).await.unwrap();
+        assert!(found.is_some(), "{name} not found through the older node");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directories_and_errors_are_clear() {
     let _g = shared();

@@ -185,16 +185,39 @@ impl Client {
                 ),
             ));
         }
-        let mut out = Vec::with_capacity(len as usize);
         let fs = self.file_server(node)?;
-        let stamp = self.stamp(node.fid, node.server).await;
-        let reply = fs
-            .fetch_data(node.fid, 0, node.status.length(), |b| {
-                out.extend_from_slice(&b);
-                Ok(())
-            })
-            .await?;
-        self.note_promise(&node.cell, node.fid, node.server, stamp, &reply);
+        // The server sends its current version, which may be longer than `node` said
+        // (changed since, by another task of ours, say): a prefix of a directory is no
+        // directory. Ask again for the length the reply gave until they agree.
+        let mut want = len;
+        let mut tries = 0;
+        let (out, reply) = loop {
+            tries += 1;
+            let mut out = Vec::with_capacity(want as usize);
+            let stamp = self.stamp(node.fid, node.server).await;
+            let reply = fs
+                .fetch_data(node.fid, 0, want, |b| {
+                    out.extend_from_slice(&b);
+                    Ok(())
+                })
+                .await?;
+            self.note_promise(&node.cell, node.fid, node.server, stamp, &reply);
+            let now = reply.status.length();
+            if out.len() as u64 == now {
+                break (out, reply);
+            }
+            if now > MAX_SMALL_FILE || want == now || tries == 8 {
+                return Err(Error::local(
+                    ErrorKind::Protocol,
+                    format!(
+                        "{} is {now} bytes long, but its server sent {} bytes of it",
+                        node.fid,
+                        out.len()
+                    ),
+                ));
+            }
+            want = now;
+        };
         let data = Arc::new(out);
         // Keyed by the version the data came with, which may be newer than `node`'s.
         let mut contents = self.contents.lock().unwrap_or_else(|e| e.into_inner());
