@@ -83,6 +83,8 @@
 #![warn(missing_docs)]
 
 use std::alloc::{self, Layout};
+
+mod regions;
 use std::fmt;
 use std::ops::{Deref, DerefMut, Range};
 use std::ptr::NonNull;
@@ -423,8 +425,17 @@ struct Region {
     ptr: NonNull<u8>,
     /// Bytes requested (what Deref shows).
     len: usize,
-    /// The allocation: `len` rounded up to PAGE_SIZE, PAGE_SIZE-aligned.
-    layout: Layout,
+    /// Where the region's memory came from, to give it back there.
+    backing: Backing,
+}
+
+/// Where a region's memory came from.
+#[derive(Debug, Clone, Copy)]
+enum Backing {
+    /// The allocator: `len` rounded up to PAGE_SIZE, PAGE_SIZE-aligned (small regions).
+    Heap(Layout),
+    /// Fresh or given-back wasm pages (see `regions`): this many bytes.
+    Pages(usize),
 }
 
 impl Region {
@@ -448,9 +459,17 @@ impl Region {
         let size = len
             .checked_next_multiple_of(PAGE_SIZE as usize)
             .ok_or_else(too_big)?;
-        let layout = Layout::from_size_align(size, PAGE_SIZE as usize).map_err(|_| too_big())?;
-        // SAFETY: `layout` has a non-zero size (len > 0).
-        let ptr = NonNull::new(unsafe { alloc::alloc_zeroed(layout) }).ok_or_else(too_big)?;
+        let (ptr, backing) = match regions::take(size) {
+            Some((ptr, bytes)) => (ptr, Backing::Pages(bytes)),
+            None => {
+                let layout =
+                    Layout::from_size_align(size, PAGE_SIZE as usize).map_err(|_| too_big())?;
+                // SAFETY: `layout` has a non-zero size (len > 0).
+                let ptr =
+                    NonNull::new(unsafe { alloc::alloc_zeroed(layout) }).ok_or_else(too_big)?;
+                (ptr, Backing::Heap(layout))
+            }
+        };
         // SAFETY: `ptr` points to `size` initialized (zeroed) bytes that nothing else uses. The
         // shared slice lives only for the call: the host replaces the pages under it during the
         // call, and afterwards we only touch them through `ptr` (see the memory-model notes in
@@ -461,14 +480,14 @@ impl Region {
                 mapping: Some(mapping),
                 _file: Rc::clone(file),
                 // Launder the pointer: the compiler must not assume it still knows what the
-                // memory holds (zeros from alloc_zeroed) now that the host mapped a file there.
+                // memory holds (zeros) now that the host mapped a file there.
                 ptr: std::hint::black_box(ptr),
                 len,
-                layout,
+                backing,
             }),
             Err(e) => {
-                // SAFETY: allocated above with `layout`; the host did not map it.
-                unsafe { alloc::dealloc(ptr.as_ptr(), layout) };
+                // SAFETY: taken above from `backing`; the host did not map it.
+                unsafe { release(ptr, backing) };
                 Err(e.into())
             }
         }
@@ -521,9 +540,21 @@ impl Drop for Region {
     fn drop(&mut self) {
         // The host unmaps the region (storing dirty pages) and leaves zeroed memory behind...
         drop(self.mapping.take());
-        // ...which only then goes back to the allocator.
-        // SAFETY: allocated in `Region::map` with `self.layout`, no longer mapped.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+        // ...which only then goes back to where it came from.
+        // SAFETY: taken in `Region::map` from `self.backing`, no longer mapped.
+        unsafe { release(self.ptr, self.backing) };
+    }
+}
+
+/// Gives a region's memory back where it came from.
+///
+/// # Safety
+/// `ptr` was taken from `backing` for one region, which is not mapped and not used again.
+unsafe fn release(ptr: NonNull<u8>, backing: Backing) {
+    match backing {
+        // SAFETY: the caller's promise: allocated with `layout`, unused from here on.
+        Backing::Heap(layout) => unsafe { alloc::dealloc(ptr.as_ptr(), layout) },
+        Backing::Pages(bytes) => regions::give_back(ptr, bytes),
     }
 }
 

@@ -1,5 +1,6 @@
-//! http-abuse: a `wasi:http` handler that fails the way handlers do, on request, so that
-//! tests can check what `afs-wasm serve` answers and that it goes on serving:
+//! http-abuse: a `wasi:http` handler that fails the way handlers do, or holds mappings, on
+//! request, so that tests can check what `afs-wasm serve` answers and that it goes on
+//! serving, and benchmarks can hold many mappings in many instances:
 //!
 //! * `GET /ok`: 200 `ok`.
 //! * `GET /trap`: panics (a trap, `unreachable`).
@@ -14,6 +15,13 @@
 //!   again every 10 ms until it changes (or 10 s pass): answers both, in hex. A change
 //!   made by someone else meanwhile reaches this instance through its mapping.
 //! * `GET /silent`: returns without setting a response.
+//! * `GET /hold/PATH?ms=N`: maps all of the AFS file `/PATH`, reads a byte of every page,
+//!   keeps the mapping N ms, and answers the bytes' sum. `GET /sleep?ms=N`: the same
+//!   instance, without the mapping.
+//! * `GET /rounds/DIR?n=N&control=PATH`: maps `DIR/f0` .. `DIR/f{N-1}` (a page each) and
+//!   the control file, then, each time the control file's first byte changes, reads the
+//!   first byte of every file again, until that byte is `z`. Answers a line per round:
+//!   the control byte, then each distinct first byte seen, with how many files showed it.
 
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::types::{
@@ -54,6 +62,29 @@ impl Guest for Handler {
                 Ok((was, now)) => send(out, 200, format!("{was:02x} {now:02x}\n").as_bytes()),
                 Err(e) => send(out, 502, format!("{e}\n").as_bytes()),
             },
+            p if p.starts_with("/hold/") => {
+                let (path, query) = split_query(&p["/hold".len()..]);
+                match hold(path, param(query, "ms")) {
+                    Ok(sum) => send(out, 200, format!("{sum:x}\n").as_bytes()),
+                    Err(e) => send(out, 502, format!("{e}\n").as_bytes()),
+                }
+            }
+            p if p.starts_with("/sleep") => {
+                let ms = param(split_query(p).1, "ms");
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                send(out, 200, b"ok\n")
+            }
+            p if p.starts_with("/rounds/") => {
+                let (dir, query) = split_query(&p["/rounds".len()..]);
+                let control = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("control="))
+                    .unwrap_or_default();
+                match rounds(dir, param(query, "n"), control) {
+                    Ok(report) => send(out, 200, report.as_bytes()),
+                    Err(e) => send(out, 502, format!("{e}\n").as_bytes()),
+                }
+            }
             _ => send(out, 404, b"no such route\n"),
         }
     }
@@ -80,6 +111,68 @@ fn watch(path: &str) -> afs_guest::Result<(u8, u8)> {
             return Ok((was, now));
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// `(path, query)` of a request target.
+fn split_query(target: &str) -> (&str, &str) {
+    target.split_once('?').unwrap_or((target, ""))
+}
+
+/// The numeric query parameter `name` (0 if absent or not a number).
+fn param(query: &str, name: &str) -> u64 {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn hold(path: &str, ms: u64) -> afs_guest::Result<u64> {
+    let file = afs_guest::File::open(path)?;
+    let len = file.stat()?.length;
+    let mapping = file.map_read(0..len)?;
+    let sum = (0..mapping.len())
+        .step_by(4096)
+        .map(|i| u64::from(mapping.read_volatile(i)))
+        .sum();
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    Ok(sum)
+}
+
+fn rounds(dir: &str, n: u64, control: &str) -> afs_guest::Result<String> {
+    let control = afs_guest::File::open(control)?.map_read(0..1)?;
+    let files = (0..n)
+        .map(|i| afs_guest::File::open(&format!("{dir}/f{i}"))?.map_read(0..1))
+        .collect::<afs_guest::Result<Vec<_>>>()?;
+    let mut report = String::new();
+    let mut last = control.read_volatile(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let mut seen = std::collections::BTreeMap::<u8, u32>::new();
+        for f in &files {
+            *seen.entry(f.read_volatile(0)).or_default() += 1;
+        }
+        report.push(last as char);
+        for (byte, count) in seen {
+            report.push_str(&format!(" {}:{count}", byte as char));
+        }
+        report.push('\n');
+        loop {
+            if std::time::Instant::now() > deadline {
+                return Ok(report + "timed out\n");
+            }
+            let now = control.read_volatile(0);
+            if now != last {
+                last = now;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        if last == b'z' {
+            return Ok(report);
+        }
     }
 }
 
