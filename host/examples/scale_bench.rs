@@ -210,7 +210,7 @@ fn memory(
     handler: &Arc<HttpHandler>,
     big: &str,
 ) -> Result<()> {
-    let hold_ms = 6000;
+    let hold_ms = 30_000;
     let mut growth = Vec::new();
     for target in [
         format!("/sleep?ms={hold_ms}"),
@@ -224,8 +224,21 @@ fn memory(
                 rt.spawn(async move { get(&handler, &target).await })
             })
             .collect();
-        // Every instance is up (and, holding, has read every page) well before it lets go.
-        std::thread::sleep(Duration::from_millis(hold_ms / 2));
+        // Every instance is up (and, holding, has read every page) well before it lets go:
+        // the holders' mappings say so; the sleepers get as long.
+        if target.starts_with("/hold") {
+            let mappings = || {
+                let maps = host.pager().mapped_files();
+                maps.iter().map(|(_, _, n)| n).sum::<usize>() >= INSTANCES
+            };
+            wait_until(
+                Duration::from_millis(hold_ms * 3 / 4),
+                "1,000 mappings",
+                mappings,
+            )?;
+        } else {
+            std::thread::sleep(Duration::from_millis(hold_ms * 2 / 3));
+        }
         wait_quiet(host, Duration::from_millis(300));
         let peak = memory_in_use()?;
         let mapped = host.pager().mapped_files();
