@@ -20,8 +20,17 @@
 #    its byte once a second) use over BENCH_IDLE_SECS (default 30) seconds.
 #  - serve: requests/s and p50/p99 latency of examples/afs-http served by afs-wasm over an
 #    AFS directory against stock wasmtime-wasi-http over a local copy, at 1, 16 and 64
-#    connections (BENCH_SERVE_SECS per run, default 5).
-# Usage: [BENCH=all|throughput|latency|mmap|wasi|rxkad|idle|serve] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
+#    connections (BENCH_SERVE_SECS per run, default 5); then freshness under load: while 16
+#    connections request the page, a second AFS client rewrites the template every 100 ms
+#    (BENCH_SERVE_CHANGES times, default 50), p50/p99/max from each callback break's
+#    arrival to the first response showing the change, and a check that no response
+#    started after a break showed older data.
+#  - scale: 1,000 instances mapping one 64 MiB file (the host's Pss growth against that of
+#    instances mapping nothing), 10,000 files mapped by 100 instances through a fileserver
+#    restart that drops callback state (reset arrival to every mapping zapped, then the
+#    revalidation of all), and a storm of 10,000 breaks from another client (host CPU,
+#    every file then read fresh by every instance). Restarts the fileserver.
+# Usage: [BENCH=all|throughput|latency|mmap|wasi|rxkad|idle|serve|scale] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-100}
@@ -29,7 +38,7 @@ rounds=${2:-3}
 section=${BENCH:-all}
 changes=${BENCH_CHANGES:-100}
 die() { echo "bench: $*" >&2; exit 1; }
-case $section in all | throughput | latency | mmap | wasi | rxkad | idle | serve) ;; *) die "BENCH must be all, throughput, latency, mmap, wasi, rxkad, idle or serve" ;; esac
+case $section in all | throughput | latency | mmap | wasi | rxkad | idle | serve | scale) ;; *) die "BENCH must be all, throughput, latency, mmap, wasi, rxkad, idle, serve or scale" ;; esac
 [[ $changes =~ ^[1-9][0-9]*$ ]] || die "BENCH_CHANGES must be a positive number"
 testcell/cell.sh up >&2
 # afsio crosses the same veth as afs-wasm, not the namespace's loopback.
@@ -203,7 +212,13 @@ wasi() {
 serve() {
     examples/build-guests.sh -q > /dev/null
     cargo build --release -q -p afs-wasm-host --example http_bench
-    target/release/examples/http_bench "$AFS_TEST_DIR" "${BENCH_SERVE_SECS:-5}"
+    target/release/examples/http_bench "$AFS_TEST_DIR" "${BENCH_SERVE_SECS:-5}" "${BENCH_SERVE_CHANGES:-50}"
+}
+
+scale() {
+    examples/build-guests.sh -q > /dev/null
+    cargo build --release -q -p afs-wasm-host --example scale_bench
+    target/release/examples/scale_bench testcell/cell.sh "$AFS_TEST_DIR"
 }
 
 rxkad() {
@@ -300,8 +315,9 @@ idle() {
 }
 
 case $section in
-    all) throughput; echo; latency; echo; mmap; echo; wasi; echo; rxkad; echo; serve; echo; idle ;;
+    all) throughput; echo; latency; echo; mmap; echo; wasi; echo; rxkad; echo; serve; echo; scale; echo; idle ;;
     serve) serve ;;
+    scale) scale ;;
     rxkad) rxkad ;;
     idle) idle ;;
     wasi) wasi ;;
