@@ -92,8 +92,8 @@ fn listing() -> std::io::Result<String> {
     Ok(names.join("\n"))
 }
 
-/// The page, from the template; and the template's data version when it is an AFS file,
-/// which is mapped. (A local template, read with `std::fs`, lets the same component run
+/// The page, from the template; and the template's data version it was rendered from when
+/// it is an AFS file, which is mapped. (A local template, read with `std::fs`, lets the same component run
 /// under a stock wasmtime for comparison: it never calls `afs:client` then.)
 fn render(title: &str, content: &str) -> Result<(Vec<u8>, Option<u64>), String> {
     let path = std::env::var("TEMPLATE").map_err(|_| "TEMPLATE is not set".to_string())?;
@@ -108,13 +108,27 @@ fn render(title: &str, content: &str) -> Result<(Vec<u8>, Option<u64>), String> 
         return Ok((fill(&String::from_utf8_lossy(&template)), None));
     }
     let file = File::open(&path).map_err(|e| e.to_string())?;
-    let len = file.stat().map_err(|e| e.to_string())?.length;
-    if len == 0 {
-        return Err(format!("{path} is empty"));
+    // The version the page says it used must be the one it was rendered from: a change
+    // can land between the stat and the mapping (another length) or while the page is
+    // rendered (the pages are stripped and refetched mid-way). Render again until the
+    // version is the same before and after.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let stat = file.stat().map_err(|e| e.to_string())?;
+        if stat.length == 0 {
+            return Err(format!("{path} is empty"));
+        }
+        let mapping = file.map_read(0..stat.length).map_err(|e| e.to_string())?;
+        let page = fill(&String::from_utf8_lossy(&mapping));
+        let after = mapping.data_version();
+        if after == stat.data_version {
+            return Ok((page, Some(after)));
+        }
+        if tries == 5 {
+            return Err(format!("{path} changed {tries} times while the page was rendered"));
+        }
     }
-    let mapping = file.map_read(0..len).map_err(|e| e.to_string())?;
-    let page = fill(&String::from_utf8_lossy(&mapping));
-    Ok((page, Some(mapping.data_version())))
 }
 
 fn escape(s: &str) -> String {
