@@ -126,7 +126,9 @@ fn render(title: &str, content: &str) -> Result<(Vec<u8>, Option<u64>), String> 
             return Ok((page, Some(after)));
         }
         if tries == 5 {
-            return Err(format!("{path} changed {tries} times while the page was rendered"));
+            return Err(format!(
+                "{path} changed {tries} times while the page was rendered"
+            ));
         }
     }
 }
