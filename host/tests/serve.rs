@@ -147,6 +147,19 @@ fn site(template: &str, files: &[(&str, &str)]) -> String {
     dir
 }
 
+/// A new AFS directory holding the file `f` with `data`: (directory, file).
+fn dir_with_file(prefix: &str, data: &[u8]) -> (String, String) {
+    let dir = unique_path(prefix);
+    let path = format!("{dir}/f");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = client().await;
+        c.mkdir(&dir).await.unwrap();
+        write_all(&c, &path, data).await.unwrap();
+    });
+    (dir, path)
+}
+
 fn serve_site(dir: &str) -> Server {
     Server::start(
         "afs-http",
@@ -293,14 +306,7 @@ fn a_handler_that_traps_or_runs_past_a_limit_gets_a_500_naming_the_cause() {
 #[test]
 fn a_handler_that_faults_on_an_unreachable_server_gets_a_500_naming_the_file() {
     let _g = exclusive();
-    let dir = unique_path("unreachable");
-    let path = format!("{dir}/f");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let c = client().await;
-        c.mkdir(&dir).await.unwrap();
-        write_all(&c, &path, b"\x42 and more").await.unwrap();
-    });
+    let (dir, path) = dir_with_file("unreachable", b"\x42 and more");
     let server = Server::start(
         "http-abuse",
         &["--on-unreachable", "trap", "--grant", &format!("{dir}:ro")],
@@ -346,14 +352,7 @@ fn sample(text: &str, name: &str) -> f64 {
 #[test]
 fn a_mapping_held_by_a_request_sees_a_change_and_the_metrics_count_it() {
     let _g = shared();
-    let dir = unique_path("metrics");
-    let path = format!("{dir}/f");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let c = client().await;
-        c.mkdir(&dir).await.unwrap();
-        write_all(&c, &path, b"A is the first byte").await.unwrap();
-    });
+    let (dir, path) = dir_with_file("metrics", b"A is the first byte");
     let server = Server::start(
         "http-abuse",
         &[
