@@ -185,6 +185,16 @@ impl GuestRegion {
         let map = registry();
         map.values().any(|m| m.id == self.memory).then(f)
     }
+
+    /// [`GuestRegion::with_live`] for many regions under one hold of the lock: `f` is
+    /// told which of `regions` are live (and stay so while it runs), in their order. For
+    /// one system call over many ranges (zapping the mappings of thousands of files).
+    pub fn with_all_live<R>(regions: &[&GuestRegion], f: impl FnOnce(&[bool]) -> R) -> R {
+        let map = registry();
+        let ids: std::collections::HashSet<u64> = map.values().map(|m| m.id).collect();
+        let live: Vec<bool> = regions.iter().map(|r| ids.contains(&r.memory)).collect();
+        f(&live)
+    }
 }
 
 /// Makes [`HostLinearMemory`]s: set it with `Config::with_host_memory`.

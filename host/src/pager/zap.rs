@@ -37,9 +37,12 @@ async fn watch_breaks(
             Ok(lost) => pager.on_lost(&lost),
             Err(RecvError::Lagged(n)) => {
                 tracing::warn!("missed {n} callback events: zapping every mapping");
-                for file in pager.files() {
-                    pager.zap_file(&file, Reason::Break);
-                }
+                let all: Vec<_> = pager
+                    .files()
+                    .into_iter()
+                    .map(|f| (f, Reason::Break))
+                    .collect();
+                pager.zap_files(&all);
             }
             Err(RecvError::Closed) => return,
         }
@@ -105,9 +108,7 @@ impl Pager {
                     .collect()
             }
         };
-        for (file, reason) in &targets {
-            self.zap_file(file, *reason);
-        }
+        self.zap_files(&targets);
         if !targets.is_empty() {
             crate::metrics::record_change(lost.at.elapsed());
         }
@@ -120,22 +121,29 @@ impl Pager {
     }
 
     /// Strip every mapping of `file`, so each guest's next access revalidates.
-    pub(super) fn zap_file(&self, file: &MappedFile, reason: Reason) {
+    pub(super) fn zap_file(&self, file: &Arc<MappedFile>, reason: Reason) {
+        self.zap_files(&[(file.clone(), reason)]);
+    }
+
+    /// Strip every mapping of each file (one system call for thousands of mappings). Each
+    /// file's generation moves first, so a resolution racing with this re-zaps what it
+    /// mapped.
+    pub(super) fn zap_files(&self, files: &[(Arc<MappedFile>, Reason)]) {
         let started = Instant::now();
-        *file.zap_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
-        region::bump(&file.zap_gen);
-        let mut n = 0;
-        for r in self.regions_of(file.fid) {
-            if let Err(e) = region::zap(&r.guest, r.addr, r.len) {
-                tracing::error!(path = %file.path, "zapping a mapping: {e}");
-            }
-            n += 1;
+        let mut regions = Vec::new();
+        for (file, reason) in files {
+            *file.zap_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(*reason);
+            region::bump(&file.zap_gen);
+            regions.extend(self.regions_of(file.fid));
         }
-        add(&self.stats.zaps, 1);
+        let ranges: Vec<_> = regions.iter().map(|r| (&r.guest, r.addr, r.len)).collect();
+        if let Err(e) = region::zap_many(&ranges) {
+            tracing::error!("zapping mappings: {e}");
+        }
+        add(&self.stats.zaps, files.len() as u64);
         tracing::debug!(
-            path = %file.path,
-            ?reason,
-            mappings = n,
+            files = files.len(),
+            mappings = ranges.len(),
             took_us = started.elapsed().as_micros() as u64,
             "zapped"
         );
