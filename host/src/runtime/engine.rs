@@ -17,6 +17,7 @@ use super::features::WasmFeatures;
 use super::guest::GuestState;
 use super::limits::EpochTicker;
 use super::mmap;
+use super::stacks::PooledStacks;
 use crate::memory::HostMemoryCreator;
 use crate::pager::origin;
 
@@ -34,6 +35,8 @@ const MEMORY_GUARD: u64 = 32 << 20;
 ///   mapped up front), so file pages can be mapped into them.
 /// * `memory_init_cow(false)`: mandatory with a custom memory (wasmtime 48 panics at
 ///   instantiation otherwise); data segments are copied in at instantiation.
+/// * Fiber stacks come from a pool of the engine's own (`PooledStacks`), which keeps them
+///   for the next guest instead of mapping and unmapping one per store.
 /// * Epoch interruption, for guests' time limits (see
 ///   [`GuestLimits::timeout`](super::GuestLimits::timeout)).
 /// * Static bounds (4 GiB reservation + guard) and signals-based traps: an access to a
@@ -48,6 +51,7 @@ pub fn engine_config(features: &WasmFeatures) -> Config {
     config
         .wasm_component_model(true)
         .with_host_memory(Arc::new(HostMemoryCreator))
+        .with_host_stack(Arc::new(PooledStacks::default()))
         .memory_init_cow(false)
         .memory_reservation(MEMORY_RESERVATION)
         .memory_guard_size(MEMORY_GUARD)

@@ -38,6 +38,7 @@ mod guest;
 mod http;
 mod limits;
 mod mmap;
+mod stacks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
