@@ -8,6 +8,8 @@
 //! the calling thread's runtime.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use tokio::runtime::{Handle, Runtime};
 
@@ -48,12 +50,33 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    let future = match poll_here(handle, future) {
+        Ok(done) => return Ok(done),
+        Err(pending) => pending,
+    };
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     handle.spawn(async move {
         let _ = tx.send(future.await);
     });
     // The task can only vanish if the runtime shut down under us.
     rx.recv().map_err(|_| RuntimeGone)
+}
+
+/// Polls `future` once on the calling thread, in the runtime's context (so what it
+/// registers, timers and sockets, is the runtime's): most AFS work answers from the cache
+/// (a promise in force, pages present) and then costs no hop to a runtime thread and
+/// back, two wake-ups on the way of every request. A future that would wait is returned
+/// to go on there; it registered only a no-op waker, and the runtime's first poll
+/// registers its own (futures are polled again with whatever waker is current). The
+/// poll does not block: the calling thread's runtime, if any, is not held up.
+pub fn poll_here<F: Future>(handle: &Handle, future: F) -> Result<F::Output, Pin<Box<F>>> {
+    let mut future = Box::pin(future);
+    let _context = handle.enter();
+    let mut cx = Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(done) => Ok(done),
+        Poll::Pending => Err(future),
+    }
 }
 
 /// The AFS runtime shut down while a caller waited on it (the host is exiting).

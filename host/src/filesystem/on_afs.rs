@@ -49,6 +49,10 @@ where
     F: Future<Output = FsResult<T>> + Send + 'static,
     T: Send + 'static,
 {
+    let op = match crate::afs_runtime::poll_here(shared.afs.handle(), op) {
+        Ok(done) => return done,
+        Err(pending) => pending,
+    };
     match shared.afs.handle().spawn(op).await {
         Ok(r) => r,
         Err(e) => Err(FsError::Trap(wasmtime::Error::msg(format!(
