@@ -38,6 +38,8 @@ if $AUTH; then
     SERVER=10.254.1.2
     HOSTADDR=10.254.1.1
     CLIENTNET=10.254.1.0
+    SERVER2=10.254.1.6
+    HOSTADDR2=10.254.1.5
     VETH_HOST=afsa0
     VETH_NS=afsa1
     SELF_CMD="$SELF --auth"
@@ -47,6 +49,10 @@ else
     SERVER=10.254.0.2
     HOSTADDR=10.254.0.1
     CLIENTNET=10.254.0.0   # pts host entry: wildcard for 10.254.0.x
+    # The second fileserver (fs2-up): a second /30 on the same veth, in the same network
+    # namespace, with a mount and UTS namespace of its own (testcell/two-fileservers.md).
+    SERVER2=10.254.0.6
+    HOSTADDR2=10.254.0.5
     VETH_HOST=afsw0
     VETH_NS=afsw1
     SELF_CMD="$SELF"
@@ -65,6 +71,9 @@ LIBEXEC=/usr/lib/openafs
 NFT_TABLE=afswasm_loss
 # Order matters: stopped in reverse.
 SERVERS=(ptserver vlserver salvageserver dafileserver davolserver)
+# The second fileserver's servers, recorded as fs2-NAME, in the holder fs2-holder.
+FS2_SERVERS=(salvageserver dafileserver davolserver)
+FS2="$RUN/fs2"
 if $AUTH; then
     SERVERS=(krb5kdc "${SERVERS[@]}")
 fi
@@ -89,6 +98,8 @@ usage: cell.sh [--auth] COMMAND [ARGS...]
   env                  print the path of the env file ($RUN/env)
   fs-restart keep|drop restart the fileserver keeping (fsstate.dat) or dropping client state
   fs-stop | fs-start   stop (SIGQUIT, saves state) / start the fileserver
+  fs2-up | fs2-down    start / stop a second fileserver and volserver on $SERVER2
+  fs2-stop | fs2-start stop (SIGQUIT) / start the second fileserver
   loss PERCENT         drop PERCENT% of UDP to and from port 7000 (0 removes the rules)
   loss-replies PERCENT drop PERCENT% of the fileserver's replies and acks to clients outside the
                        namespace (our client), keeping its own callback calls (0 removes it)
@@ -423,16 +434,22 @@ start_holder() {
 
 # Start a server inside the namespaces, detached (own session), output to run/log/NAME.out.
 start_server() { # NAME ARGS...
-    local name="$1" h pid bin
-    shift
-    h="$(holder)" || die "no holder"
+    start_server_in holder "" "$RUN/log" "$@"
+}
+
+# Start a server in the namespaces of holder HOLDER, recorded as PREFIX+NAME, its output in
+# LOGDIR/NAME.out.
+start_server_in() { # HOLDER PREFIX LOGDIR NAME ARGS...
+    local on="$1" prefix="$2" logdir="$3" name="$4" h pid bin
+    shift 4
+    h="$(pid_of "$on")" || die "no $on"
     bin="$LIBEXEC/$name"
     [[ $name == krb5kdc ]] && bin=/usr/sbin/krb5kdc
     (
         cd /
         exec setsid nsenter -t "$h" -m -u -n -- \
             env KRB5_CONFIG="$RUN/sys/krb5.conf" KRB5_KDC_PROFILE="$KDC/kdc.conf" "$bin" "$@" \
-            </dev/null >>"$RUN/log/$name.out" 2>&1 9>&-
+            </dev/null >>"$logdir/$name.out" 2>&1 9>&-
     ) &
     pid=$!
     # Wait for the exec chain (subshell -> setsid -> nsenter -> server) to reach the server.
@@ -442,7 +459,7 @@ start_server() { # NAME ARGS...
         sleep 0.01
     done
     [[ -e /proc/$pid ]] || fail_start "$name" "$(logname_of "$name")" "$name exited at once"
-    record_pid "$name" "$pid"
+    record_pid "$prefix$name" "$pid"
     # Not a job of this shell: killing it later (setup_auth) must not print "Killed".
     disown "$pid" 2>/dev/null || true
 }
@@ -476,8 +493,96 @@ wait_fs() { # TIMEOUT_TENTHS
     fail_start dafileserver FileLog "the fileserver does not answer on $SERVER:7000"
 }
 
+# -rxbind: each binds its NetInfo address only, so that a second fileserver and volserver
+# (fs2-up) can bind the same ports on the second address.
 start_fileserver() { # extra args
-    start_server dafileserver -p 32 "$@"
+    start_server dafileserver -p 32 -rxbind "$@"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The second fileserver (testcell/two-fileservers.md)
+
+fs2_answers() {
+    in_ns rxdebug "$SERVER2" 7000 -version >/dev/null 2>&1
+}
+
+fs2_start_fileserver() { # extra args
+    start_server_in fs2-holder fs2- "$FS2/log" dafileserver -p 32 -rxbind "$@"
+    local i
+    for ((i = 0; i < 300; i++)); do
+        pid_of fs2-dafileserver >/dev/null || fail_start dafileserver "../fs2/log/FileLog" "the second fileserver died"
+        fs2_answers && return 0
+        sleep 0.1
+    done
+    fail_start dafileserver "../fs2/log/FileLog" "the second fileserver does not answer on $SERVER2:7000"
+}
+
+# Starts a second fileserver and volserver on $SERVER2: its own mount and UTS namespace in
+# the cell's network namespace, its own partition, registered in the VLDB.
+cmd_fs2_up() {
+    local h h2 i
+    h="$(holder)" || die "the cell is not up; run: $SELF_CMD up"
+    if pid_of fs2-dafileserver >/dev/null && fs2_answers; then
+        log "the second fileserver is already up"
+        return 0
+    fi
+    cmd_fs2_down
+    mkdir -p "$FS2/etc" "$FS2/local" "$FS2/log" "$FS2/vicepa"
+    rm -rf "$FS2/etc/openafs"
+    cp -r "$RUN/etc/openafs" "$FS2/etc/openafs"
+    printf '%s\n' "$SERVER2" > "$FS2/local/NetInfo"
+    $AUTH && [[ -e $RUN/auth-on ]] || touch "$FS2/local/NoAuth"
+    touch "$FS2/vicepa/AlwaysAttach"
+    ip addr add "$HOSTADDR2/30" dev "$VETH_HOST" 2>/dev/null || true
+    ip route add blackhole "$HOSTADDR2/30" metric 4242 2>/dev/null || true
+    nsenter -t "$h" -n -- ip addr add "$SERVER2/30" dev "$VETH_NS" 2>/dev/null || true
+    setsid nsenter -t "$h" -n -- unshare --mount --uts --propagation private -- sleep infinity \
+        </dev/null >/dev/null 2>&1 9>&- &
+    h2=$!
+    for ((i = 0; i < 100; i++)); do
+        [[ $(cat "/proc/$h2/comm" 2>/dev/null) == sleep ]] && break
+        sleep 0.02
+    done
+    [[ $(cat "/proc/$h2/comm" 2>/dev/null) == sleep ]] || die "the second holder did not start"
+    record_pid fs2-holder "$h2"
+    disown "$h2" 2>/dev/null || true
+    nsenter -t "$h2" -u -- hostname "$SERVER2"
+    nsenter -t "$h2" -m -- sh -ec "
+        mount --bind '$FS2/etc/openafs' /etc/openafs
+        mount --bind '$FS2/local' /var/lib/openafs/local
+        mount --bind '$FS2/log' /var/log/openafs
+        mount --bind '$FS2/vicepa' '$PART'
+        mount --bind '$RUN/sys/resolv.conf' /etc/resolv.conf
+        mount --bind '$RUN/sys/hosts' /etc/hosts
+        mount --bind '$RUN/sys/nsswitch.conf' /etc/nsswitch.conf"
+    start_server_in fs2-holder fs2- "$FS2/log" salvageserver
+    fs2_start_fileserver
+    for ((i = 0; i < 300; i++)); do
+        vos_ listaddrs -noresolve 2>/dev/null | grep -qx "$SERVER2" && break
+        sleep 0.1
+    done
+    ((i < 300)) || die "the second fileserver did not register in the VLDB"
+    start_server_in fs2-holder fs2- "$FS2/log" davolserver -rxbind
+    for ((i = 0; i < 300; i++)); do
+        vos_ listpart "$SERVER2" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    ((i < 300)) || die "the second volserver does not answer"
+    log "second fileserver up on $SERVER2"
+}
+
+cmd_fs2_down() {
+    local i h
+    for ((i = ${#FS2_SERVERS[@]} - 1; i >= 0; i--)); do
+        kill_name "fs2-${FS2_SERVERS[i]}" KILL 50
+    done
+    kill_name fs2-holder KILL 50
+    if h="$(holder)"; then
+        nsenter -t "$h" -n -- ip addr del "$SERVER2/30" dev "$VETH_NS" 2>/dev/null || true
+    fi
+    ip addr del "$HOSTADDR2/30" dev "$VETH_HOST" 2>/dev/null || true
+    ip route del blackhole "$HOSTADDR2/30" metric 4242 2>/dev/null || true
+    return 0
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -640,7 +745,7 @@ setup_auth() {
     start_server salvageserver
     start_fileserver
     wait_fs 300
-    start_server davolserver
+    start_server davolserver -rxbind
     # Ubik elects itself again; until then vos and pts calls fail.
     for ((i = 0; i < 300; i++)); do
         check_alive ptserver
@@ -720,7 +825,7 @@ cmd_up() {
     done
     ((i < 300)) || fail_start dafileserver FileLog "the fileserver did not register in the VLDB"
 
-    start_server davolserver
+    start_server davolserver -rxbind
     for ((i = 0; i < 300; i++)); do
         check_alive davolserver
         vos_ listpart "$SERVER" >/dev/null 2>&1 && break
@@ -738,6 +843,7 @@ cmd_up() {
 cmd_down() {
     local i
     rm -f "$RUN/ready"
+    cmd_fs2_down
     for ((i = ${#SERVERS[@]} - 1; i >= 0; i--)); do
         # Nothing worth saving: SIGKILL is immediate (the fileserver ignores SIGTERM anyway).
         kill_name "${SERVERS[i]}" KILL 50
@@ -1036,7 +1142,7 @@ main() {
     local cmd="${1:-}"
     [[ $# -gt 0 ]] && shift
     case $cmd in
-        up | down | fs-restart | fs-stop | fs-start | loss | loss-replies | link) lock ;;
+        up | down | fs-restart | fs-stop | fs-start | loss | loss-replies | link | fs2-*) lock ;;
     esac
     case $cmd in
         up) cmd_up ;;
@@ -1049,6 +1155,13 @@ main() {
             pid_of dafileserver >/dev/null && { log "fileserver already running"; return 0; }
             start_fileserver
             wait_fs 300
+            ;;
+        fs2-up) cmd_fs2_up ;;
+        fs2-down) cmd_fs2_down ;;
+        fs2-stop) kill_name fs2-dafileserver QUIT 600 ;;
+        fs2-start)
+            pid_of fs2-dafileserver >/dev/null && { log "second fileserver already running"; return 0; }
+            fs2_start_fileserver
             ;;
         loss) cmd_loss "$@" ;;
         loss-replies) cmd_loss_replies "$@" ;;
