@@ -49,18 +49,18 @@ fn handler_wasm() -> PathBuf {
 }
 
 /// The writer child: `--write BASE BYTE` rewrites every guest's files (16 bytes, the first
-/// one BYTE), 16 at a time, creating directories as needed; `--write-one PATH BYTE` one
+/// one BYTE), 8 at a time, creating directories as needed; `--write-one PATH BYTE` one
 /// file. Another process, so the fileserver sees another client, and the host's CPU
 /// figures are the host's alone.
 fn writer(args: &[String]) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let c = Client::new(client_config()).await?;
+        let c = std::sync::Arc::new(Client::new(client_config()).await?);
         let byte = |s: &String| s.as_bytes().first().copied().context("a byte");
         // The fileserver refuses a burst of calls from one new client now and then ("volume
         // busy" for seconds, FileLog: "Couldn't get client"): the third party tries again.
         let put = |path: String, b: u8| {
-            let c = &c;
+            let c = c.clone();
             async move {
                 let data = vec![b; 16];
                 let mut tries = 0;
@@ -89,9 +89,12 @@ fn writer(args: &[String]) -> Result<()> {
                     .collect();
                 // 8 stores in flight.
                 for chunk in paths.chunks(8) {
-                    let stores = chunk.iter().map(|p| put(p.clone(), b));
-                    for r in futures_join_all(stores).await {
-                        r?;
+                    let mut stores = tokio::task::JoinSet::new();
+                    for p in chunk {
+                        stores.spawn(put(p.clone(), b));
+                    }
+                    while let Some(r) = stores.join_next().await {
+                        r??;
                     }
                 }
             }
@@ -101,32 +104,6 @@ fn writer(args: &[String]) -> Result<()> {
         c.give_up_callbacks().await;
         anyhow::Ok(())
     })
-}
-
-/// Runs the futures concurrently on this task; their results in order.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futures.map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in pinned.iter_mut().zip(out.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }
 
 fn run_writer(args: &[&str]) -> Result<()> {

@@ -58,18 +58,22 @@ async fn sweep_expired(pager: Weak<Pager>) {
     loop {
         tick.tick().await;
         let Some(pager) = pager.upgrade() else { return };
-        for file in pager.files() {
-            let expired = pager.cache.client().check(file.fid) == Check::Invalid(Why::Expired);
-            // Zap once per expiry: a zapped file stays zapped until it is revalidated.
-            if expired
-                && file
-                    .zap_reason
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_none()
-            {
-                pager.zap_file(&file, Reason::Expiry);
-            }
+        let expired: Vec<_> = pager
+            .files()
+            .into_iter()
+            .filter(|file| {
+                pager.cache.client().check(file.fid) == Check::Invalid(Why::Expired)
+                // Zap once per expiry: a zapped file stays zapped until it is revalidated.
+                    && file
+                        .zap_reason
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_none()
+            })
+            .map(|file| (file, Reason::Expiry))
+            .collect();
+        if !expired.is_empty() {
+            pager.zap_files(&expired);
         }
     }
 }
@@ -118,11 +122,6 @@ impl Pager {
             since_arrival_us = lost.at.elapsed().as_micros() as u64,
             "callback event applied to mappings"
         );
-    }
-
-    /// Strip every mapping of `file`, so each guest's next access revalidates.
-    pub(super) fn zap_file(&self, file: &Arc<MappedFile>, reason: Reason) {
-        self.zap_files(&[(file.clone(), reason)]);
     }
 
     /// Strip every mapping of each file (one system call for thousands of mappings). Each
