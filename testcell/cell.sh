@@ -98,7 +98,8 @@ usage: cell.sh [--auth] COMMAND [ARGS...]
   env                  print the path of the env file ($RUN/env)
   fs-restart keep|drop restart the fileserver keeping (fsstate.dat) or dropping client state
   fs-stop | fs-start   stop (SIGQUIT, saves state) / start the fileserver
-  fs2-up | fs2-down    start / stop a second fileserver and volserver on $SERVER2
+  fs2-up | fs2-down    start a second fileserver and volserver on $SERVER2 and replicate
+                       root.cell on both / undo all that (the one-server cell again)
   fs2-stop | fs2-start stop (SIGQUIT) / start the second fileserver
   loss PERCENT         drop PERCENT% of UDP to and from port 7000 (0 removes the rules)
   loss-replies PERCENT drop PERCENT% of the fileserver's replies and acks to clients outside the
@@ -526,7 +527,7 @@ cmd_fs2_up() {
         log "the second fileserver is already up"
         return 0
     fi
-    cmd_fs2_down
+    cmd_fs2_down --vldb-too
     mkdir -p "$FS2/etc" "$FS2/local" "$FS2/log" "$FS2/vicepa"
     rm -rf "$FS2/etc/openafs"
     cp -r "$RUN/etc/openafs" "$FS2/etc/openafs"
@@ -568,11 +569,41 @@ cmd_fs2_up() {
         sleep 0.1
     done
     ((i < 300)) || die "the second volserver does not answer"
-    log "second fileserver up on $SERVER2"
+    # A replicated cell's layout: root.cell's read-only clone on both servers, so that
+    # /afs/CELL is read-only, #vol. mount points in it lead to read-only clones, and
+    # /afs/.CELL is the read-write root.cell. (afsio, which goes to root.cell's read-only
+    # clone too, still reaches /afs/CELL/test: test has no clone.)
+    vos_ addsite "$SERVER" a root.cell >/dev/null
+    vos_ addsite "$SERVER2" a root.cell >/dev/null
+    vos_ release root.cell >/dev/null || die "vos release root.cell failed"
+    log "second fileserver up on $SERVER2; root.cell replicated on both"
 }
 
-cmd_fs2_down() {
+# Whether root.cell has a read-only site on SERVER.
+ro_site_on() { # SERVER
+    vos_ listvldb -name root.cell -noresolve 2>/dev/null |
+        grep -q "server $1 partition /vicepa RO Site"
+}
+
+cmd_fs2_down() { # [--vldb-too]: also restore the VLDB (not needed when the cell goes down)
     local i h
+    if [[ ${1:-} == --vldb-too ]] && pid_of holder >/dev/null; then
+        # The one-server cell again: root.cell unreplicated (clone and site) ...
+        if ro_site_on "$SERVER"; then
+            vos_ remove -server "$SERVER" -partition a -id root.cell.readonly >/dev/null ||
+                die "could not remove root.cell.readonly from $SERVER"
+        fi
+        if ro_site_on "$SERVER2"; then
+            vos_ remove -server "$SERVER2" -partition a -id root.cell.readonly >/dev/null 2>&1 ||
+                vos_ remsite "$SERVER2" a root.cell >/dev/null ||
+                die "could not remove root.cell's site on $SERVER2"
+        fi
+        # ... and no volume entry names the second server.
+        if vos_ listaddrs -noresolve 2>/dev/null | grep -qx "$SERVER2"; then
+            vos_ delentry -server "$SERVER2" >/dev/null 2>&1 || true
+            vos_ changeaddr -remove "$SERVER2" >/dev/null 2>&1 || true
+        fi
+    fi
     for ((i = ${#FS2_SERVERS[@]} - 1; i >= 0; i--)); do
         kill_name "fs2-${FS2_SERVERS[i]}" KILL 50
     done
@@ -582,6 +613,7 @@ cmd_fs2_down() {
     fi
     ip addr del "$HOSTADDR2/30" dev "$VETH_HOST" 2>/dev/null || true
     ip route del blackhole "$HOSTADDR2/30" metric 4242 2>/dev/null || true
+    rm -rf "$FS2"
     return 0
 }
 
@@ -1157,7 +1189,7 @@ main() {
             wait_fs 300
             ;;
         fs2-up) cmd_fs2_up ;;
-        fs2-down) cmd_fs2_down ;;
+        fs2-down) cmd_fs2_down --vldb-too ;;
         fs2-stop) kill_name fs2-dafileserver QUIT 600 ;;
         fs2-start)
             pid_of fs2-dafileserver >/dev/null && { log "second fileserver already running"; return 0; }

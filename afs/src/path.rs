@@ -12,7 +12,22 @@ use crate::rpc::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AfsPath {
     pub cell: String,
+    /// Which clone of the cell's root.cell the path starts in.
+    pub root: Root,
     pub components: Vec<String>,
+}
+
+/// Where a path starts: `/afs/CELL` or `/afs/.CELL`. A replicated cell is read through
+/// read-only clones (any site may answer, and all see one released snapshot); its
+/// administrators change the read-write volumes through the dotted name, then release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Root {
+    /// `/afs/CELL`: root.cell's read-only clone if it has one, and from there the
+    /// read-only clone of each `#vol.` mount point that has one (as OpenAFS mounts it).
+    #[default]
+    ReadOnly,
+    /// `/afs/.CELL`: the read-write root.cell, and the read-write volume of each mount point.
+    ReadWrite,
 }
 
 impl AfsPath {
@@ -24,11 +39,11 @@ impl AfsPath {
             .strip_prefix("/afs/")
             .ok_or_else(|| invalid("not an AFS path (must start with /afs/<cell>/)"))?;
         let mut parts = rest.split('/').filter(|p| !p.is_empty());
-        let cell = parts
-            .next()
-            .ok_or_else(|| invalid("no cell name"))?
-            .trim_start_matches('.')
-            .to_string();
+        let first = parts.next().ok_or_else(|| invalid("no cell name"))?;
+        let (cell, root) = match first.strip_prefix('.') {
+            Some(cell) => (cell.to_string(), Root::ReadWrite),
+            None => (first.to_string(), Root::ReadOnly),
+        };
         if cell.is_empty() {
             return Err(invalid("no cell name"));
         }
@@ -47,7 +62,11 @@ impl AfsPath {
                 name => components.push(name.to_string()),
             }
         }
-        Ok(Self { cell, components })
+        Ok(Self {
+            cell,
+            root,
+            components,
+        })
     }
 
     /// The path of the parent directory and the last name, if any.
@@ -56,6 +75,7 @@ impl AfsPath {
         Some((
             AfsPath {
                 cell: self.cell.clone(),
+                root: self.root,
                 components: init.to_vec(),
             },
             last,
@@ -65,7 +85,11 @@ impl AfsPath {
 
 impl std::fmt::Display for AfsPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "/afs/{}", self.cell)?;
+        let dot = match self.root {
+            Root::ReadOnly => "",
+            Root::ReadWrite => ".",
+        };
+        write!(f, "/afs/{dot}{}", self.cell)?;
         for c in &self.components {
             write!(f, "/{c}")?;
         }
@@ -129,11 +153,14 @@ mod tests {
         assert_eq!(p.to_string(), "/afs/example.org/a/b/d");
         let root = AfsPath::parse("/afs/example.org").unwrap();
         assert!(root.components.is_empty());
+        assert_eq!(root.root, Root::ReadOnly);
+        let rw = AfsPath::parse("/afs/.example.org/x").unwrap();
         assert_eq!(
-            AfsPath::parse("/afs/.example.org/x").unwrap().cell,
-            "example.org"
+            (rw.cell.as_str(), rw.root),
+            ("example.org", Root::ReadWrite)
         );
-        for bad in ["afs/x", "/afs/", "/afs//", "/tmp/x", "/afs/c/.."] {
+        assert_eq!(rw.to_string(), "/afs/.example.org/x");
+        for bad in ["afs/x", "/afs/", "/afs//", "/afs/.", "/tmp/x", "/afs/c/.."] {
             assert!(AfsPath::parse(bad).is_err(), "{bad}");
         }
         let (parent, name) = p.split_last().unwrap();

@@ -24,7 +24,7 @@ use crate::dir::Directory;
 use crate::error::ErrorKind;
 use crate::fs::{FetchStatusReply, FileServer, FsStats};
 use crate::identity::{AuthError, Identity};
-use crate::path::{AfsPath, MountPoint};
+use crate::path::{AfsPath, MountPoint, Root};
 use crate::rpc::{Error, Result};
 use crate::types::{CallBack, FetchStatus, Fid, FileType, StoreStatus, Uuid, VolumeType};
 use crate::vl::{VlClient, VolumeLocation};

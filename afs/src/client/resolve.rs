@@ -108,9 +108,9 @@ fn expand(dir: &AfsPath, text: &str) -> Result<AfsPath> {
 }
 
 /// How to go from `here` to `to`: how many leading components of `here` to keep (None:
-/// another cell, start at its root) and which components to walk then.
+/// another cell or another clone of its root, start at that root) and which components to walk then.
 fn jump(here: &AfsPath, to: &AfsPath) -> (Option<usize>, Vec<String>) {
-    if here.cell != to.cell {
+    if here.cell != to.cell || here.root != to.root {
         return (None, to.components.clone());
     }
     let keep = here
@@ -367,10 +367,11 @@ impl Client {
     ) -> Result<Node> {
         let mut here = AfsPath {
             cell: path.cell,
+            root: path.root,
             components: Vec::new(),
         };
         let mut pending: Vec<String> = path.components.into_iter().rev().collect();
-        let mut stack = vec![self.cell_root(&here.cell).await?];
+        let mut stack = vec![self.cell_root(&here.cell, here.root).await?];
         let mut symlinks = 0;
         while let Some(name) = pending.pop() {
             let dir = stack.last().expect("stack holds the root").clone();
@@ -422,9 +423,10 @@ impl Client {
                         }
                         None => {
                             // Another cell: start again from its root.
-                            stack = vec![self.cell_root(&to.cell).await?];
+                            stack = vec![self.cell_root(&to.cell, to.root).await?];
                             here = AfsPath {
                                 cell: to.cell.clone(),
+                                root: to.root,
                                 components: Vec::new(),
                             };
                         }
@@ -447,10 +449,14 @@ impl Client {
         Ok(node)
     }
 
-    /// The root of a cell: its root.cell volume, the read-only clone if it has one.
-    async fn cell_root(&self, cell: &str) -> Result<Node> {
-        self.volume_root(cell, "root.cell", VolumeType::ReadOnly)
-            .await
+    /// The root of a cell: its root.cell volume, the read-only clone if it has one
+    /// (unless the path asked for the read-write one).
+    async fn cell_root(&self, cell: &str, root: Root) -> Result<Node> {
+        let want = match root {
+            Root::ReadOnly => VolumeType::ReadOnly,
+            Root::ReadWrite => VolumeType::ReadWrite,
+        };
+        self.volume_root(cell, "root.cell", want).await
     }
 
     /// The root of the volume a mount point in `dir` names. `#vol.` follows the
@@ -490,7 +496,7 @@ mod tests {
             ("../../../../..", "/afs/c"),
             ("../../../../../etc", "/afs/c/etc"),
             ("/afs/c/test/secret", "/afs/c/test/secret"),
-            ("/afs/.c/test/g/../secret", "/afs/c/test/secret"),
+            ("/afs/.c/test/g/../secret", "/afs/.c/test/secret"),
             ("/afs/other.cell/x", "/afs/other.cell/x"),
         ] {
             assert_eq!(expand(&dir, text).unwrap(), p(want), "{text}");
@@ -512,6 +518,11 @@ mod tests {
             (Some(3), vec!["b".into()])
         );
         assert_eq!(jump(&here, &p("/afs/c")), (Some(0), vec![]));
+        assert_eq!(
+            jump(&here, &p("/afs/.c/test")),
+            (None, vec!["test".to_string()]),
+            "the read-write root is another root"
+        );
         assert_eq!(
             jump(&here, &p("/afs/other/test")),
             (None, vec!["test".to_string()])

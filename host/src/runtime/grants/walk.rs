@@ -57,6 +57,7 @@ impl GrantWalk {
                     let mut alias = g.clone();
                     alias.prefix = AfsPath {
                         cell: to.cell.clone(),
+                        root: to.root,
                         components: to
                             .components
                             .iter()
