@@ -314,6 +314,7 @@ write_env() {
     cat > "$tmp" <<EOF
 AFS_CELL=$CELL
 AFS_SERVER=$SERVER
+AFS_SERVER2=$SERVER2
 AFS_CLIENT_ADDR=$HOSTADDR
 AFS_CELLSERVDB=$RUN/client/CellServDB
 AFS_THISCELL=$RUN/client/ThisCell
@@ -588,7 +589,9 @@ ro_site_on() { # SERVER
 cmd_fs2_down() { # [--vldb-too]: also restore the VLDB (not needed when the cell goes down)
     local i h
     if [[ ${1:-} == --vldb-too ]] && pid_of holder >/dev/null; then
-        # The one-server cell again: root.cell unreplicated (clone and site) ...
+        # The one-server cell again: root.cell unreplicated (clone and site; a release
+        # killed midway leaves its entry locked) ...
+        vos_ unlock root.cell >/dev/null 2>&1 || true
         if ro_site_on "$SERVER"; then
             vos_ remove -server "$SERVER" -partition a -id root.cell.readonly >/dev/null ||
                 die "could not remove root.cell.readonly from $SERVER"

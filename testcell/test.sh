@@ -18,11 +18,15 @@ root=false
 [[ $(id -u) -eq 0 ]] && root=true
 # Both cells: the open one most tests use, and the one that requires authentication
 # (an MIT KDC, rxkad; host/tests/auth.rs).
+# The one-server cell, even if a run killed midway left the second fileserver up
+# (host/tests/replication.rs starts and stops it).
 if $root; then
     testcell/cell.sh up
+    testcell/cell.sh fs2-down
     testcell/cell.sh --auth up
 else
     sudo -n "$repo/testcell/cell.sh" up
+    sudo -n "$repo/testcell/cell.sh" fs2-down
     sudo -n "$repo/testcell/cell.sh" --auth up
 fi
 guests=(afs-guest mmap-reader mmap-writer plugin-guest mmap-probe mmap-bench mmap-abuse fs-suite afs-http http-abuse)

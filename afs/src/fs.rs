@@ -43,12 +43,12 @@ pub struct StoreRange {
 /// as OpenAFS clients wait out a busy volume rather than fail.
 const BUSY_RETRIES: u32 = 14;
 
-fn busy_backoff(attempt: u32) -> Duration {
+pub(crate) fn busy_backoff(attempt: u32) -> Duration {
     Duration::from_millis((20u64 << attempt.min(6)).min(1000))
 }
 
 /// Runs `op` again while the fileserver says the volume is busy.
-async fn retry_busy<T, F, Fut>(stats: &FsStats, mut op: F) -> Result<T>
+async fn retry_busy<T, F, Fut>(stats: &FsStats, retries: u32, mut op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -56,7 +56,7 @@ where
     let mut attempt = 0;
     loop {
         match op().await {
-            Err(e) if e.kind() == ErrorKind::VolumeBusy && attempt < BUSY_RETRIES => {
+            Err(e) if e.kind() == ErrorKind::VolumeBusy && attempt < retries => {
                 attempt += 1;
                 FsStats::count(&stats.busy_retries, 1);
                 debug!(error = %e, attempt, "volume busy; trying again");
@@ -77,6 +77,10 @@ pub struct FileServer {
     security: Security,
     /// Its name, for refusals ("permission denied for alice@REALM").
     who: Arc<str>,
+    /// How long a call waits without a word from the server (None: the endpoint's).
+    dead_time: Option<Duration>,
+    /// How often a call refused with "volume busy" is tried again here.
+    busy_retries: u32,
 }
 
 /// Calls made to fileservers and the file bytes they moved.
@@ -132,7 +136,28 @@ impl FileServer {
             stats,
             security: Security::null(),
             who: Arc::from("anonymous"),
+            dead_time: None,
+            busy_retries: BUSY_RETRIES,
         }
+    }
+
+    /// The same fileserver as one site of a volume that has others to ask: given up on
+    /// after [`FAILOVER_DEAD_TIME`](crate::client::FAILOVER_DEAD_TIME) without a word
+    /// from it, and a busy volume is not waited for here (the next site may not be busy).
+    pub fn with_failover(mut self) -> Self {
+        self.dead_time = Some(crate::client::FAILOVER_DEAD_TIME);
+        self.busy_retries = 0;
+        self
+    }
+
+    /// A call to the fileserver as our identity, with our dead time.
+    fn start_call(&self) -> rx::Call {
+        let call = self.endpoint.call_as(self.addr, SERVICE, &self.security);
+        if let Some(d) = self.dead_time {
+            // A call that is already gone fails at its first use instead.
+            let _ = call.set_dead_time(d);
+        }
+        call
     }
 
     /// The same fileserver, called as `who` on connections of `security`.
@@ -158,15 +183,8 @@ impl FileServer {
         decode: impl Fn(&[u8]) -> Result<T, crate::xdr::XdrError>,
     ) -> Result<T> {
         FsStats::count(counter, 1);
-        let r = retry_busy(&self.stats, || {
-            rpc::call_as(
-                &self.endpoint,
-                self.addr,
-                SERVICE,
-                &self.security,
-                request,
-                &decode,
-            )
+        let r = retry_busy(&self.stats, self.busy_retries, || {
+            rpc::call_on(self.start_call(), request, &decode)
         })
         .await;
         r.map_err(|e| e.refused_to(&self.who))
@@ -217,7 +235,7 @@ impl FileServer {
                 Err(e)
                     if !delivered
                         && e.kind() == ErrorKind::VolumeBusy
-                        && attempt < BUSY_RETRIES =>
+                        && attempt < self.busy_retries =>
                 {
                     attempt += 1;
                     tokio::time::sleep(busy_backoff(attempt)).await;
@@ -234,7 +252,7 @@ impl FileServer {
         len: u64,
         mut sink: impl FnMut(Bytes) -> std::io::Result<()>,
     ) -> Result<FetchStatusReply> {
-        let mut call = self.endpoint.call_as(self.addr, SERVICE, &self.security);
+        let mut call = self.start_call();
         call.write(&p::fetch_data64_args(fid, pos, len)).await?;
         call.finish_sending().await?;
         let mut word = [0u8; 8];
@@ -306,7 +324,7 @@ impl FileServer {
             file_length,
         } = range;
         FsStats::count(&self.stats.store_data, 1);
-        let mut call = self.endpoint.call_as(self.addr, SERVICE, &self.security);
+        let mut call = self.start_call();
         call.write(&p::store_data64_args(fid, status, pos, len, file_length))
             .await?;
         let mut buf = vec![0u8; 256 << 10];

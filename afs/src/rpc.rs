@@ -198,9 +198,19 @@ pub async fn call_as<T>(
     request: &[u8],
     decode: impl FnOnce(&[u8]) -> Result<T, XdrError>,
 ) -> Result<T> {
-    let reply = endpoint
-        .make_call_as(server, service, security, request)
-        .await?;
+    call_on(endpoint.call_as(server, service, security), request, decode).await
+}
+
+/// [`call`] on a call already started (with its own dead time, say).
+pub async fn call_on<T>(
+    mut call: rx::Call,
+    request: &[u8],
+    decode: impl FnOnce(&[u8]) -> Result<T, XdrError>,
+) -> Result<T> {
+    let server = call.peer();
+    call.write(request).await?;
+    call.finish_sending().await?;
+    let reply = call.read_to_end(rx::MAX_WHOLE_REPLY).await?;
     decode(&reply).map_err(|source| Error::BadReply { server, source })
 }
 

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
@@ -434,6 +434,12 @@ const WRITE_CHUNK: usize = 16 * crate::call::MAX_PACKET_DATA;
 impl Call {
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Gives up on the peer after `d` without a word from it (see
+    /// [`CallMachine::set_dead_time`]).
+    pub fn set_dead_time(&self, d: Duration) -> Result<(), RxError> {
+        self.with(|m| m.set_dead_time(d))
     }
 
     /// Runs `f` on the call's state machine, then sends what it produced.

@@ -113,9 +113,15 @@ impl Coherence {
         self.lock().record_own_store(fid, status)
     }
 
-    /// Notes a volume's creation date; true if it voided the volume's files.
-    pub fn note_volume(&self, volume: u32, creation_date: u32) -> bool {
-        self.lock().note_volume(volume, creation_date)
+    /// Notes a volume's creation date, from the call `stamps` were taken for; the files
+    /// it voided, if it was another snapshot ([`Validity::note_volume`]).
+    pub fn note_volume(
+        &self,
+        volume: u32,
+        creation_date: u32,
+        stamps: &mut [Stamp],
+    ) -> Vec<(Fid, Why)> {
+        self.lock().note_volume(volume, creation_date, stamps)
     }
 
     pub fn note_read_only(&self, volume: u32) {

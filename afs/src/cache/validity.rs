@@ -320,19 +320,36 @@ impl Validity {
         self.servers.by_addr.contains_key(&addr)
     }
 
-    /// Notes the creation date a reply carried for `volume`. A different date than
-    /// before means a restored or replaced volume: every file of it is invalidated
-    /// (as by a volume-wide break). Returns whether that happened.
-    pub fn note_volume(&mut self, volume: u32, creation_date: u32) -> bool {
+    /// Notes the creation date a reply carried for `volume`, from the call `stamp` was
+    /// taken for. A different date than before means another snapshot of the volume: a
+    /// read-only clone released again (kAFS tells releases apart the same way, whether or
+    /// not the fileserver's volume-wide break reached us) or a volume restored or
+    /// replaced. Every file of it is invalidated, as by a volume-wide break, and returned;
+    /// the reply itself is of the new snapshot, so the `stamps` of the call (one per
+    /// file it was about) move past the break it caused.
+    pub fn note_volume(
+        &mut self,
+        volume: u32,
+        creation_date: u32,
+        stamps: &mut [Stamp],
+    ) -> Vec<(Fid, Why)> {
         if creation_date == 0 {
-            return false;
+            return Vec::new();
         }
         match self.volume_created.insert(volume, creation_date) {
             Some(old) if old != creation_date => {
-                *self.volume_breaks.entry(volume).or_default() += 1;
-                true
+                let breaks = self.volume_breaks.entry(volume).or_default();
+                for stamp in stamps.iter_mut().filter(|s| s.volume_breaks == *breaks) {
+                    stamp.volume_breaks += 1;
+                }
+                *breaks += 1;
+                self.files
+                    .iter()
+                    .filter(|(f, r)| f.volume == volume && r.status.is_some())
+                    .map(|(f, _)| (*f, Why::VolumeBroken))
+                    .collect()
             }
-            _ => false,
+            _ => Vec::new(),
         }
     }
 

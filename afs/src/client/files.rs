@@ -32,10 +32,9 @@ impl Client {
         for batch in missing.chunks_mut(crate::types::AFS_CB_MAX) {
             let fids: Vec<Fid> = batch.iter().map(|e| e.fid).collect();
             self.introduce(fs.addr()).await;
-            let stamps = self.coherence.stamp_all(&fids, fs.addr());
+            let mut stamps = self.coherence.stamp_all(&fids, fs.addr());
             let reply = fs.inline_bulk_status(&fids).await?;
-            self.coherence
-                .note_volume(dir.fid.volume, reply.volsync.creation_date);
+            self.note_snapshot(dir.fid.volume, fs.addr(), &reply.volsync, &mut stamps);
             let who = self.who(&dir.cell);
             for ((entry, st), stamp) in batch.iter_mut().zip(reply.entries).zip(stamps) {
                 if st.status.error_code == 0 {
@@ -69,23 +68,34 @@ impl Client {
         Ok(node)
     }
 
-    /// Streams the bytes of `node` as of its status, chunks fetched in parallel.
+    /// Streams the bytes of `node` as of its status, chunks fetched in parallel. A chunk
+    /// of a read-only file whose site stopped answering is fetched again from another.
     pub async fn read_node(
         &self,
         node: &Node,
         mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<()> {
         let len = node.status.length();
+        let read_only = node.volume_type == VolumeType::ReadOnly;
         let mut inflight = std::collections::VecDeque::new();
         let mut next = 0u64;
         while next < len || !inflight.is_empty() {
             while next < len && inflight.len() < READ_PARALLEL {
                 let n = READ_CHUNK.min(len - next);
-                let fs = self.file_server(node)?;
+                // A read-only file's chunks go to its best site as of now.
+                let server = if read_only {
+                    self.servers_for(&node.cell, node.fid).await?.0[0]
+                } else {
+                    node.server
+                };
+                let mut fs = self.file_server_as(&node.cell, server)?;
+                if read_only {
+                    fs = fs.with_failover();
+                }
                 let fid = node.fid;
                 let pos = next;
-                let stamp = self.stamp(fid, node.server).await;
-                inflight.push_back(tokio::spawn(async move {
+                let stamp = self.stamp(fid, server).await;
+                let task = tokio::spawn(async move {
                     let mut buf: Vec<Bytes> = Vec::new();
                     let reply = fs
                         .fetch_data(fid, pos, n, |b| {
@@ -94,16 +104,28 @@ impl Client {
                         })
                         .await?;
                     Ok::<_, Error>((buf, reply, stamp))
-                }));
+                });
+                inflight.push_back((task, server, pos, n));
                 next += n;
             }
-            let task = inflight.pop_front().expect("a read is in flight");
-            let (chunks, reply, stamp) = task
+            let (task, server, pos, n) = inflight.pop_front().expect("a read is in flight");
+            let fetched = task
                 .await
-                .map_err(|e| Error::local(ErrorKind::Other, format!("read task failed: {e}")))??;
-            self.note_promise(&node.cell, node.fid, node.server, stamp, &reply);
-            for c in chunks {
-                sink(&c)?;
+                .map_err(|e| Error::local(ErrorKind::Other, format!("read task failed: {e}")))?;
+            match fetched {
+                Ok((chunks, reply, stamp)) => {
+                    self.note_promise(&node.cell, node.fid, server, stamp, &reply);
+                    for c in chunks {
+                        sink(&c)?;
+                    }
+                }
+                Err(e) if read_only && worth_another_site(&e) => {
+                    if e.kind() == ErrorKind::ServerUnreachable {
+                        self.sites.unreachable(server);
+                    }
+                    self.fetch_range(node, pos, n, |b| sink(&b)).await?;
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(())

@@ -32,8 +32,11 @@ use crate::vl::{VlClient, VolumeLocation};
 mod entries;
 mod files;
 mod resolve;
+mod sites;
 
 pub use resolve::{Confinement, Follow, Step};
+use sites::SiteRanks;
+pub use sites::FAILOVER_DEAD_TIME;
 
 /// How many symlinks one resolution may follow.
 const MAX_SYMLINKS: usize = 16;
@@ -44,6 +47,9 @@ const VLDB_TTL: Duration = Duration::from_secs(3600);
 const READ_CHUNK: u64 = 2 << 20;
 /// FetchData64 calls in flight per read.
 const READ_PARALLEL: usize = 8;
+/// How often the sites of a read-only volume that are all offline or busy (a release in
+/// progress) are asked again before the error is the caller's (about 10 s in all).
+const SITE_ROUNDS: u32 = 14;
 
 /// Where to find the cell configuration and how to talk.
 #[derive(Debug, Clone)]
@@ -101,6 +107,9 @@ pub struct ServerInfo {
     pub capabilities: Option<crate::types::Capabilities>,
     /// We probed it before our first call to it (answered or not).
     pub introduced: bool,
+    /// Its smoothed probe round-trip time, while it answers: what ranks the sites of a
+    /// read-only volume.
+    pub rtt: Option<Duration>,
 }
 
 type Servers = Arc<Mutex<HashMap<SocketAddr, ServerInfo>>>;
@@ -165,6 +174,8 @@ pub struct Shared {
     coherence: Arc<Coherence>,
     fs_stats: Arc<FsStats>,
     servers: Servers,
+    /// How each fileserver has been answering: the order a volume's sites are tried in.
+    sites: Arc<SiteRanks>,
     lost: broadcast::Sender<PromisesLost>,
     /// Contents of directories and symlinks, with the data version they were read
     /// at: resolution reads them again only when they changed.
@@ -242,11 +253,13 @@ impl Client {
             ),
         ));
         endpoint.register_service(crate::callback::SERVICE, callbacks.clone());
+        let sites = Arc::new(SiteRanks::default());
         let prober = cfg.probe_interval.map(|every| {
             tokio::spawn(probe_servers(
                 endpoint.clone(),
                 coherence.clone(),
                 servers.clone(),
+                sites.clone(),
                 every,
             ))
         });
@@ -263,6 +276,7 @@ impl Client {
             coherence,
             fs_stats: Arc::default(),
             servers: servers.clone(),
+            sites,
             lost: lost_tx,
             contents: Mutex::default(),
             parsed: Mutex::default(),
@@ -296,7 +310,9 @@ impl Client {
 
     /// What we know of the fileserver at `server`.
     pub fn server_info(&self, server: SocketAddr) -> Option<ServerInfo> {
-        lock_servers(&self.servers).get(&server).cloned()
+        let mut info = lock_servers(&self.servers).get(&server).cloned()?;
+        info.rtt = self.sites.rtt(server);
+        Some(info)
     }
 
     /// Callback breaks and server resets as they arrive.
@@ -427,12 +443,46 @@ impl Client {
         len: u64,
         sink: impl FnMut(bytes::Bytes) -> std::io::Result<()>,
     ) -> Result<FetchStatusReply> {
+        if node.volume_type == VolumeType::ReadOnly {
+            return self.fetch_range_from_a_site(node, pos, len, sink).await;
+        }
         let stamp = self.stamp(node.fid, node.server).await;
         let reply = self
             .file_server(node)?
             .fetch_data(node.fid, pos, len, sink)
             .await?;
         self.note_promise(&node.cell, node.fid, node.server, stamp, &reply);
+        Ok(reply)
+    }
+
+    /// [`fetch_range`](Self::fetch_range) of a read-only file: from the best site that
+    /// answers (every site holds the same release), so a site that stops answering
+    /// costs the reader a wait, not an error. The bytes reach `sink` once one site
+    /// sent them all: a site that died mid-reply leaves nothing half-delivered.
+    async fn fetch_range_from_a_site(
+        &self,
+        node: &Node,
+        pos: u64,
+        len: u64,
+        mut sink: impl FnMut(bytes::Bytes) -> std::io::Result<()>,
+    ) -> Result<FetchStatusReply> {
+        let ((reply, chunks), _, _) = self
+            .on_sites(&node.cell, node.fid, |server, fs| async move {
+                let stamp = self.stamp(node.fid, server).await;
+                let mut chunks = Vec::new();
+                let reply = fs
+                    .fetch_data(node.fid, pos, len, |b| {
+                        chunks.push(b);
+                        Ok(())
+                    })
+                    .await?;
+                self.note_promise(&node.cell, node.fid, server, stamp, &reply);
+                Ok((reply, chunks))
+            })
+            .await?;
+        for c in chunks {
+            sink(c)?;
+        }
         Ok(reply)
     }
 
@@ -464,18 +514,94 @@ impl Client {
         Ok(reply.status)
     }
 
-    /// The fileservers holding `fid`'s volume, in the order to try them.
+    /// The fileservers holding `fid`'s volume, in the order to try them: the first use of
+    /// a volume with several sites probes them all (at once), and the fastest to answer
+    /// is asked first ([`SiteRanks`]).
     async fn servers_for(&self, cell: &str, fid: Fid) -> Result<(Vec<SocketAddr>, VolumeType)> {
         let loc = self.volume_by_id(cell, fid.volume).await?;
         let vtype = loc.type_of(fid.volume).unwrap_or(VolumeType::ReadWrite);
-        let servers = loc.servers(vtype).to_vec();
+        let servers = loc.servers(vtype);
         if servers.is_empty() {
             return Err(Error::local(
                 ErrorKind::VolumeOffline,
                 format!("volume {} has no usable site", loc.name),
             ));
         }
-        Ok((servers, vtype))
+        if servers.len() > 1 {
+            futures_util::future::join_all(servers.iter().map(|&s| self.introduce(s))).await;
+        }
+        Ok((self.sites.order(servers), vtype))
+    }
+
+    /// Runs `op` on the sites of `fid`'s volume, best first, until one answers. A site
+    /// that does not answer is marked down and the next one asked; so is one where a
+    /// read-only clone is offline or busy (a release in progress there), and when every
+    /// site is, they are asked again for about as long as a busy volume is waited for.
+    /// A server that says the volume moved or is not there makes us ask the VLDB again,
+    /// once. Returns what `op` returned, the server that answered and the volume's type.
+    async fn on_sites<T, F, Fut>(
+        &self,
+        cell: &str,
+        fid: Fid,
+        mut op: F,
+    ) -> Result<(T, SocketAddr, VolumeType)>
+    where
+        F: FnMut(SocketAddr, FileServer) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut relocated = false;
+        let mut round = 0;
+        loop {
+            let (servers, vtype) = self.servers_for(cell, fid).await?;
+            let several = servers.len() > 1;
+            let mut last = None;
+            for server in servers {
+                let mut fs = self.file_server_as(cell, server)?;
+                if several {
+                    fs = fs.with_failover();
+                }
+                let sent = Instant::now();
+                match op(server, fs).await {
+                    Ok(v) => {
+                        self.sites.reached(server, sent.elapsed());
+                        return Ok((v, server, vtype));
+                    }
+                    Err(e) if e.kind() == ErrorKind::ServerUnreachable => {
+                        debug!(%server, error = %e, "site unreachable; trying the next");
+                        self.sites.unreachable(server);
+                        last = Some(e);
+                    }
+                    Err(e) if several && worth_another_site(&e) => {
+                        debug!(%server, error = %e, "clone not available there; trying the next site");
+                        last = Some(e);
+                    }
+                    Err(e)
+                        if !relocated
+                            && matches!(
+                                e.kind(),
+                                ErrorKind::VolumeMoved | ErrorKind::NoSuchVolume
+                            ) =>
+                    {
+                        last = Some(e);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let e = last.expect("at least one site was tried");
+            match e.kind() {
+                ErrorKind::VolumeMoved | ErrorKind::NoSuchVolume if !relocated => {
+                    debug!(volume = fid.volume, error = %e, "volume moved: looking it up again");
+                    self.forget_volume(fid.volume);
+                    relocated = true;
+                }
+                ErrorKind::VolumeOffline | ErrorKind::VolumeBusy if round < SITE_ROUNDS => {
+                    round += 1;
+                    tokio::time::sleep(crate::fs::busy_backoff(round)).await;
+                }
+                _ => return Err(e),
+            }
+        }
     }
 
     fn forget_volume(&self, id: u32) {
@@ -538,54 +664,25 @@ impl Client {
         }
     }
 
-    /// FetchStatus, recording the promise that comes with it. Tries each site of
-    /// the volume in turn while they are unreachable, and looks the volume up again
-    /// once if a server says it moved or does not have it.
+    /// FetchStatus, recording the promise that comes with it, from the best site of the
+    /// volume that answers ([`on_sites`](Self::on_sites)).
     pub async fn fetch_status(&self, cell: &str, fid: Fid) -> Result<Node> {
-        let mut relocated = false;
-        loop {
-            let (servers, volume_type) = self.servers_for(cell, fid).await?;
-            let mut last = None;
-            for server in servers {
-                let fs = self.file_server_as(cell, server)?;
+        let (reply, server, volume_type) = self
+            .on_sites(cell, fid, |server, fs| async move {
                 let stamp = self.stamp(fid, server).await;
-                match fs.fetch_status(fid).await {
-                    Ok(reply) => {
-                        self.note_promise(cell, fid, server, stamp, &reply);
-                        return Ok(Node {
-                            cell: cell.to_string(),
-                            fid,
-                            status: reply.status,
-                            server,
-                            callback: reply.callback,
-                            volume_type,
-                        });
-                    }
-                    Err(e) if e.kind() == ErrorKind::ServerUnreachable => {
-                        debug!(%server, error = %e, "site unreachable; trying the next");
-                        last = Some(e);
-                    }
-                    Err(e)
-                        if !relocated
-                            && matches!(
-                                e.kind(),
-                                ErrorKind::VolumeMoved | ErrorKind::NoSuchVolume
-                            ) =>
-                    {
-                        last = Some(e);
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let e = last.expect("at least one site was tried");
-            if relocated || e.kind() == ErrorKind::ServerUnreachable {
-                return Err(e);
-            }
-            debug!(volume = fid.volume, error = %e, "volume moved: looking it up again");
-            self.forget_volume(fid.volume);
-            relocated = true;
-        }
+                let reply = fs.fetch_status(fid).await?;
+                self.note_promise(cell, fid, server, stamp, &reply);
+                Ok(reply)
+            })
+            .await?;
+        Ok(Node {
+            cell: cell.to_string(),
+            fid,
+            status: reply.status,
+            server,
+            callback: reply.callback,
+            volume_type,
+        })
     }
 
     /// Samples the break counters before a call about `fid` to `server`. A
@@ -614,15 +711,12 @@ impl Client {
         }
         // Learn the address as a fileserver's before it calls us back.
         self.coherence.learn_server(None, &[server]);
-        match self.file_server_at(server).get_capabilities().await {
-            Ok(caps) => {
-                lock_servers(&self.servers)
-                    .entry(server)
-                    .or_default()
-                    .capabilities = Some(caps);
-            }
-            Err(e) => debug!(%server, error = %e, "introducing a fileserver failed"),
-        }
+        probe(
+            &self.file_server_at(server).with_failover(),
+            &self.servers,
+            &self.sites,
+        )
+        .await;
     }
 
     /// Records a reply's status and promise; the promise counts only if nothing
@@ -637,18 +731,15 @@ impl Client {
         cell: &str,
         fid: Fid,
         server: SocketAddr,
-        stamp: crate::cache::validity::Stamp,
+        mut stamp: crate::cache::validity::Stamp,
         reply: &FetchStatusReply,
     ) {
-        if self
-            .coherence
-            .note_volume(fid.volume, reply.volsync.creation_date)
-        {
-            debug!(
-                volume = fid.volume,
-                "volume was restored or replaced: its cached files are void"
-            );
-        }
+        self.note_snapshot(
+            fid.volume,
+            server,
+            &reply.volsync,
+            std::slice::from_mut(&mut stamp),
+        );
         self.coherence.record(
             fid,
             server,
@@ -657,6 +748,35 @@ impl Client {
             &reply.callback,
             &self.who(cell),
         );
+    }
+
+    /// Notes the volume snapshot a reply from `server` came from (its VolSync), for the
+    /// call `stamps` were taken for. Another snapshot than before (a release of a
+    /// read-only clone, a restore) voids the volume's cached files, as a volume-wide
+    /// break would, and tells whoever maps them to let go: the break itself may have
+    /// been lost, or have gone to another site.
+    fn note_snapshot(
+        &self,
+        volume: u32,
+        server: SocketAddr,
+        volsync: &crate::types::VolSync,
+        stamps: &mut [crate::cache::validity::Stamp],
+    ) {
+        let voided = self
+            .coherence
+            .note_volume(volume, volsync.creation_date, stamps);
+        if !voided.is_empty() {
+            debug!(
+                volume,
+                files = voided.len(),
+                "another snapshot of the volume: its cached files are void"
+            );
+            let _ = self.lost.send(PromisesLost {
+                server,
+                files: voided,
+                at: Instant::now(),
+            });
+        }
     }
 
     /// Records a new file or directory and its parent's new status. The new
@@ -685,14 +805,27 @@ impl Client {
     }
 }
 
+/// Whether another site of a read-only volume may succeed where one failed: it did not
+/// answer, or its clone is offline or busy (a release in progress there).
+fn worth_another_site(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ServerUnreachable | ErrorKind::VolumeOffline | ErrorKind::VolumeBusy
+    )
+}
+
 /// Probes every server we hold live promises from, every `every`. A server that
 /// forgot us (a restart that dropped its callback state) answers only after calling
 /// us back with InitCallBackState3, which revokes its promises through the callback
 /// service: an idle client learns it within one interval, not at its next call.
+///
+/// Servers that stopped answering are probed too, so that one which is back is ranked
+/// by its answers again ([`SiteRanks`]).
 async fn probe_servers(
     endpoint: Endpoint,
     coherence: Arc<Coherence>,
     servers: Servers,
+    sites: Arc<SiteRanks>,
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -700,18 +833,34 @@ async fn probe_servers(
     tick.tick().await;
     loop {
         tick.tick().await;
-        let promised = coherence.servers_with_promises();
-        for server in promised {
-            let fs = FileServer::new(endpoint.clone(), server);
-            match fs.get_capabilities().await {
-                Ok(caps) => {
-                    debug!(%server, "probe answered");
-                    lock_servers(&servers)
-                        .entry(server)
-                        .or_default()
-                        .capabilities = Some(caps);
-                }
-                Err(e) => debug!(%server, error = %e, "probe failed"),
+        let mut due = coherence.servers_with_promises();
+        due.extend(sites.down());
+        due.sort();
+        due.dedup();
+        for server in due {
+            let fs = FileServer::new(endpoint.clone(), server).with_failover();
+            probe(&fs, &servers, &sites).await;
+        }
+    }
+}
+
+/// GetCapabilities to `fs`: what it can do, and how fast it answers.
+async fn probe(fs: &FileServer, servers: &Servers, sites: &SiteRanks) {
+    let server = fs.addr();
+    let sent = Instant::now();
+    match fs.get_capabilities().await {
+        Ok(caps) => {
+            debug!(%server, "probe answered");
+            sites.answered(server, sent.elapsed());
+            lock_servers(servers)
+                .entry(server)
+                .or_default()
+                .capabilities = Some(caps);
+        }
+        Err(e) => {
+            debug!(%server, error = %e, "probe failed");
+            if e.kind() == ErrorKind::ServerUnreachable {
+                sites.unreachable(server);
             }
         }
     }

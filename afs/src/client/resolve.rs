@@ -185,7 +185,6 @@ impl Client {
                 ),
             ));
         }
-        let fs = self.file_server(node)?;
         // The server sends its current version, which may be longer than `node` said
         // (changed since, by another task of ours, say): a prefix of a directory is no
         // directory. Ask again for the length the reply gave until they agree.
@@ -194,14 +193,12 @@ impl Client {
         let (out, reply) = loop {
             tries += 1;
             let mut out = Vec::with_capacity(want as usize);
-            let stamp = self.stamp(node.fid, node.server).await;
-            let reply = fs
-                .fetch_data(node.fid, 0, want, |b| {
+            let reply = self
+                .fetch_range(node, 0, want, |b| {
                     out.extend_from_slice(&b);
                     Ok(())
                 })
                 .await?;
-            self.note_promise(&node.cell, node.fid, node.server, stamp, &reply);
             let now = reply.status.length();
             if out.len() as u64 == now {
                 break (out, reply);

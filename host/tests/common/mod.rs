@@ -28,6 +28,8 @@ use afs::client::{Client, ClientConfig};
 pub struct Cell {
     pub name: String,
     pub server: String,
+    /// The address of the second fileserver `cell.sh fs2-up` starts.
+    pub server2: String,
     pub cellservdb: PathBuf,
     pub thiscell: PathBuf,
     pub test_dir: String,
@@ -101,6 +103,7 @@ pub fn cell() -> &'static Cell {
         let cell = Cell {
             name: env["AFS_CELL"].clone(),
             server: env["AFS_SERVER"].clone(),
+            server2: env["AFS_SERVER2"].clone(),
             cellservdb: env["AFS_CELLSERVDB"].clone().into(),
             thiscell: env["AFS_THISCELL"].clone().into(),
             test_dir: match user {

@@ -212,6 +212,29 @@ fn silent_peer_makes_call_dead() {
 }
 
 #[test]
+fn a_calls_own_dead_time_overrides_the_configured_one() {
+    let mut link = Link::new(CallConfig::default());
+    link.client.set_dead_time(Duration::from_secs(2));
+    link.client.write(b"hello");
+    link.client.finish_sending();
+    let start = link.now;
+    while !link.client.is_finished() && link.now - start < Duration::from_secs(20) {
+        // The server hears nothing: every packet is lost.
+        link.run(Duration::from_millis(100), &mut |_, _| true);
+    }
+    assert!(
+        matches!(link.client.state(), CallState::Failed(RxError::Dead { .. })),
+        "{:?}",
+        link.client.state()
+    );
+    let took = link.now - start;
+    assert!(
+        took < Duration::from_secs(3),
+        "dead after {took:?}, not after the configured 10 s"
+    );
+}
+
+#[test]
 fn ping_is_answered_with_first_packet_one() {
     let mut link = Link::new(CallConfig::default());
     let ack = Ack {

@@ -151,15 +151,56 @@ fn a_replaced_volume_voids_its_files() {
     let mut t = Validity::new();
     let now = Instant::now();
     let (a, b) = (Fid::new(7, 2, 1), Fid::new(8, 2, 1));
-    assert!(!t.note_volume(7, 1000));
-    assert!(!t.note_volume(8, 2000));
+    let note = |t: &mut Validity, volume, date| {
+        let mut stamp = t.stamp(Fid::new(volume, 1, 1), server(1));
+        t.note_volume(volume, date, std::slice::from_mut(&mut stamp))
+    };
+    assert!(note(&mut t, 7, 1000).is_empty());
+    assert!(note(&mut t, 8, 2000).is_empty());
     grant(&mut t, a, server(1), status(1), &promise(3600), now);
     grant(&mut t, b, server(1), status(1), &promise(3600), now);
-    assert!(!t.note_volume(7, 1000), "same volume, same date");
-    assert!(!t.note_volume(7, 0), "no date says nothing");
-    assert!(t.note_volume(7, 1001), "restored volume");
+    assert!(note(&mut t, 7, 1000).is_empty(), "same volume, same date");
+    assert!(note(&mut t, 7, 0).is_empty(), "no date says nothing");
+    let voided = note(&mut t, 7, 1001);
+    assert!(
+        voided.contains(&(a, Why::VolumeBroken)) && !voided.iter().any(|(f, _)| *f == b),
+        "restored volume: {voided:?}"
+    );
     assert_eq!(t.check(a, now), Check::Invalid(Why::VolumeBroken));
     assert_eq!(t.check(b, now), Check::Valid);
+}
+
+#[test]
+fn the_reply_that_reveals_a_new_snapshot_keeps_its_promise() {
+    let mut t = Validity::new();
+    let now = Instant::now();
+    let f = Fid::new(9, 2, 1);
+    t.note_read_only(9);
+    let mut first = t.stamp(f, server(1));
+    t.note_volume(9, 1000, std::slice::from_mut(&mut first));
+    t.record(f, server(1), first, status(1), &promise(3600), now, &anon());
+    assert_eq!(t.check(f, now), Check::Valid);
+    // A release: the next reply carries the new clone's date, and its promise stands.
+    let mut stamp = t.stamp(f, server(1));
+    let voided = t.note_volume(9, 2000, std::slice::from_mut(&mut stamp));
+    assert_eq!(voided, [(f, Why::VolumeBroken)]);
+    assert_eq!(t.check(f, now), Check::Invalid(Why::VolumeBroken));
+    t.record(f, server(1), stamp, status(2), &promise(3600), now, &anon());
+    assert_eq!(
+        t.check(f, now),
+        Check::Valid,
+        "its own news did not overtake it"
+    );
+    // But a break between the call and the reply still does.
+    let mut stamp = t.stamp(f, server(1));
+    t.apply(&CallbackEvent::Broken {
+        server: server(1),
+        fids: vec![Fid::new(9, 0, 0)],
+        at: now,
+    });
+    t.note_volume(9, 3000, std::slice::from_mut(&mut stamp));
+    t.record(f, server(1), stamp, status(3), &promise(3600), now, &anon());
+    assert_ne!(t.check(f, now), Check::Valid, "overtaken by the break");
 }
 
 #[test]
