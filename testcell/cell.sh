@@ -819,6 +819,8 @@ cmd_up() {
     local t0 i out
     [[ $(id -u) -eq 0 ]] || die "must run as root"
     if healthy; then
+        # The env file as this version of the script writes it.
+        write_env
         log "cell $CELL is already up"
         return 0
     fi

@@ -109,11 +109,12 @@ impl VlClient {
         self.locate(entry).await
     }
 
-    /// Looks a volume up by the id of any of its clones.
+    /// Looks a volume up by the id of any of its clones. OpenAFS's vlserver has no
+    /// GetEntryByIDU (RXGEN_OPCODE), but GetEntryByNameU takes an id in decimal for a name,
+    /// which is how OpenAFS's cache manager asks too: the answer names servers by UUID,
+    /// so multihomed servers are resolved as they are for names.
     pub async fn by_id(&self, id: u32) -> Result<VolumeLocation> {
-        let req = p::get_entry_by_id_u_args(id, None);
-        let entry = self.call(&req, p::decode_uvldb_entry).await?;
-        self.locate(entry).await
+        self.by_name(&id.to_string()).await
     }
 
     /// Turns VLDB sites into fileserver addresses, resolving multihomed servers.

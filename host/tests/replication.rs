@@ -30,18 +30,27 @@ impl TwoServers {
     /// A fresh volume on the first server with read-only sites on both, released, and
     /// mounted (`#NAME.`) in root.cell, which is released too.
     fn replicated_volume(&self, tag: &str) -> Volume {
+        self.volume(tag, true)
+    }
+
+    /// A fresh volume on the first server, mounted as `replicated_volume`'s are; with
+    /// read-only sites on both servers if `replicated` (else `ro` reaches the volume
+    /// itself, as OpenAFS clients go to a volume without clones from a read-only parent).
+    fn volume(&self, tag: &str, replicated: bool) -> Volume {
         let c = cell();
         // Volume names are at most 22 characters before ".readonly".
         let name = format!("{tag}{:06x}", rand::random::<u32>() & 0xff_ffff);
         cell_sh(&["vos", "create", &c.server, "a", &name, "-maxquota", "0"]);
-        cell_sh(&["vos", "addsite", &c.server, "a", &name]);
-        cell_sh(&["vos", "addsite", &c.server2, "a", &name]);
         let volume = Volume {
             rw: format!("/afs/.{}/{name}", c.name),
             ro: format!("/afs/{}/{name}", c.name),
             name,
         };
-        volume.release();
+        if replicated {
+            cell_sh(&["vos", "addsite", &c.server, "a", &volume.name]);
+            cell_sh(&["vos", "addsite", &c.server2, "a", &volume.name]);
+            volume.release();
+        }
         let out = afs_wasm()
             .args(["mkmount", &volume.rw, &volume.name])
             .output()
@@ -94,7 +103,12 @@ impl Drop for Volume {
         let _ = afs_wasm().args(["rm", &self.rw]).status();
         let c = cell();
         let ro = format!("{}.readonly", self.name);
-        for (server, id) in [(&c.server2, &ro), (&c.server, &ro), (&c.server, &self.name)] {
+        let both = [&c.server, &c.server2];
+        let sites = both
+            .iter()
+            .map(|s| (s, &ro))
+            .chain(both.iter().map(|s| (s, &self.name)));
+        for (server, id) in sites {
             let _ = cell_command()
                 .args([
                     "vos",
@@ -283,4 +297,114 @@ impl LineWatch {
             .max()
             .unwrap_or_default()
     }
+}
+
+#[test]
+fn a_vos_move_under_a_reader_and_a_writer_loses_nothing() {
+    let cell2 = TwoServers::up();
+    let c = cell();
+    let volume = cell2.volume("mv", false);
+    volume.put("f", &[0x40]);
+    let path = format!("{}/f", volume.ro);
+    let grant = |access: &str| format!("{}:{access}", volume.ro);
+    let reader = GuestProcess::run(
+        "mmap-reader",
+        &grant("ro"),
+        &[&path, "--interval-ms", "20", "--changes-only"],
+    );
+    assert_eq!(reader.wait_for_lines(1, SHORT), ["40"]);
+    let mut writer = GuestProcess::run(
+        "mmap-writer",
+        &grant("rw"),
+        &[&path, "--interval-ms", "400", "--count", "12"],
+    );
+    writer.wait_for_lines(3, SHORT);
+    cell_sh(&[
+        "vos",
+        "move",
+        "-id",
+        &volume.name,
+        "-fromserver",
+        &c.server,
+        "-frompartition",
+        "a",
+        "-toserver",
+        &c.server2,
+        "-topartition",
+        "a",
+    ]);
+    let examined =
+        String::from_utf8(cell_sh(&["vos", "examine", &volume.name, "-noresolve"]).stdout).unwrap();
+    assert!(
+        examined.contains(&format!("server {} partition /vicepa RW Site", c.server2)),
+        "the volume did not move: {examined}"
+    );
+    let status = writer.wait();
+    assert!(status.success(), "the writer failed: {status}");
+    let written = writer.lines();
+    assert_eq!(written.len(), 12, "{written:?}");
+    let last = written.last().unwrap().clone();
+    assert!(
+        reader.wait_for_last(&last, SHORT).is_some(),
+        "the reader did not see the last write {last}: {:?}",
+        reader.lines()
+    );
+    // Every value the reader saw was written, in order (it may miss one written while it
+    // was revalidating).
+    let seen = reader.lines();
+    let order: Vec<usize> = seen[1..]
+        .iter()
+        .map(|v| {
+            written
+                .iter()
+                .position(|w| w == v)
+                .expect("a value nobody wrote")
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "{seen:?} vs {written:?}"
+    );
+    // A third party reads what the writer stored last, from the volume's new home.
+    let out = afs_wasm().args(["cat", &path]).output().unwrap();
+    assert!(out.status.success(), "cat: {out:?}");
+    assert_eq!(format!("{:02x}", out.stdout[0]), last);
+}
+
+#[test]
+fn a_volume_gone_from_its_server_is_a_clear_no_such_volume() {
+    let cell2 = TwoServers::up();
+    let c = cell();
+    let volume = cell2.volume("gone", false);
+    volume.put("f", b"here");
+    let path = format!("{}/f", volume.ro);
+    let cat = || afs_wasm().args(["cat", &path]).output().unwrap();
+    assert_eq!(cat().stdout, b"here");
+    // Gone from the server, still in the VLDB: the server answers VNOVOL, the VLDB
+    // sends us back, and that is the answer.
+    cell_sh(&[
+        "vos",
+        "zap",
+        "-server",
+        &c.server,
+        "-partition",
+        "a",
+        "-id",
+        &volume.name,
+        "-force",
+    ]);
+    let out = cat();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(err.contains("no such volume"), "{err}");
+    // Gone from the VLDB too.
+    let _ = cell_command()
+        .args(["vos", "delentry", "-id", &volume.name])
+        .output();
+    let out = cat();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no such volume"),
+        "{err}"
+    );
 }

@@ -401,9 +401,9 @@ impl Service for Vldb {
             }],
         };
         let response = match opcode {
-            vl::GET_ENTRY_BY_ID_U | vl::GET_ENTRY_BY_NAME_U => {
-                Response::reply(vl::encode_uvldb_entry(&entry))
-            }
+            // As OpenAFS's vlserver: no GetEntryByIDU (clients ask by name, an id in
+            // decimal being a name).
+            vl::GET_ENTRY_BY_NAME_U => Response::reply(vl::encode_uvldb_entry(&entry)),
             vl::PROBE => Response::reply(Vec::new()),
             _ => Response::abort(RXGEN_OPCODE),
         };

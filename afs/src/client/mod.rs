@@ -33,16 +33,16 @@ mod entries;
 mod files;
 mod resolve;
 mod sites;
+mod volumes;
 
 pub use resolve::{Confinement, Follow, Step};
 use sites::SiteRanks;
 pub use sites::FAILOVER_DEAD_TIME;
+use volumes::VolumeCache;
+pub use volumes::VLDB_TTL;
 
 /// How many symlinks one resolution may follow.
 const MAX_SYMLINKS: usize = 16;
-/// How long a volume location found by name is trusted without asking the VLDB again
-/// (OpenAFS's cache manager checks its volumes hourly).
-const VLDB_TTL: Duration = Duration::from_secs(3600);
 /// Bytes per FetchData64 call when reading a file.
 const READ_CHUNK: u64 = 2 << 20;
 /// FetchData64 calls in flight per read.
@@ -135,9 +135,6 @@ pub struct DirEntry {
     pub status: Option<FetchStatus>,
 }
 
-/// A volume location, and when the VLDB gave it.
-type FoundAt = (Instant, Arc<VolumeLocation>);
-
 /// A directory's contents and the directory parsed from them.
 type Parsed = (Arc<Vec<u8>>, Arc<Directory>);
 
@@ -165,11 +162,8 @@ pub struct Shared {
     cells: CellServDb,
     this_cell: Option<String>,
     vl: Mutex<HashMap<String, Arc<VlClient>>>,
-    volumes: Mutex<HashMap<u32, Arc<VolumeLocation>>>,
-    /// The cell of every volume id we have seen.
-    volume_cells: Mutex<HashMap<u32, String>>,
-    /// Locations looked up by (cell, volume name), with when.
-    volume_names: Mutex<HashMap<(String, String), FoundAt>>,
+    /// What the VLDB said about each volume, and when.
+    volumes: VolumeCache,
     callbacks: Arc<CallbackService>,
     coherence: Arc<Coherence>,
     fs_stats: Arc<FsStats>,
@@ -269,9 +263,7 @@ impl Client {
             cells,
             this_cell,
             vl: Mutex::default(),
-            volumes: Mutex::default(),
-            volume_cells: Mutex::default(),
-            volume_names: Mutex::default(),
+            volumes: VolumeCache::default(),
             callbacks,
             coherence,
             fs_stats: Arc::default(),
@@ -371,95 +363,58 @@ impl Client {
         self.vl(cell)
     }
 
-    /// A volume's location by name: from the VLDB once per [`VLDB_TTL`] (or until a
-    /// server says the volume moved or is gone), as OpenAFS's cache manager keeps them
-    /// until its hourly check; every path resolution crosses names.
+    /// A volume's location by name, from the [`VolumeCache`] while it is fresh: every
+    /// path resolution crosses names.
     async fn volume_by_name(&self, cell: &str, name: &str) -> Result<Arc<VolumeLocation>> {
-        let key = (cell.to_ascii_lowercase(), name.to_string());
         let now = Instant::now();
-        if let Some((at, loc)) = self
-            .volume_names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            if now.duration_since(*at) < VLDB_TTL {
-                return Ok(loc.clone());
-            }
+        if let Some(loc) = self.volumes.by_name(cell, name, now) {
+            return Ok(loc);
         }
         let loc = Arc::new(self.vl(cell)?.by_name(name).await?);
-        self.remember(cell, &loc);
-        self.volume_names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (now, loc.clone()));
+        self.remember(cell, Some(name), &loc, now);
         Ok(loc)
     }
 
+    /// The location of the volume of clone `id`, from the [`VolumeCache`] while it is
+    /// fresh.
     async fn volume_by_id(&self, cell: &str, id: u32) -> Result<Arc<VolumeLocation>> {
-        if let Some(loc) = self
-            .volumes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-        {
-            return Ok(loc.clone());
+        let now = Instant::now();
+        if let Some(loc) = self.volumes.by_id(id, now) {
+            return Ok(loc);
         }
         let loc = Arc::new(self.vl(cell)?.by_id(id).await?);
-        self.remember(cell, &loc);
+        self.remember(cell, None, &loc, now);
         Ok(loc)
     }
 
-    fn remember(&self, cell: &str, loc: &Arc<VolumeLocation>) {
+    fn remember(&self, cell: &str, name: Option<&str>, loc: &Arc<VolumeLocation>, now: Instant) {
         if let Some(ro) = loc.id(VolumeType::ReadOnly) {
             self.coherence.note_read_only(ro);
         }
         for (uuid, addrs) in &loc.hosts {
             self.coherence.learn_server(*uuid, addrs);
         }
-        let mut cache = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
-        let mut cells = self.volume_cells.lock().unwrap_or_else(|e| e.into_inner());
-        for id in loc.ids.iter().filter(|&&id| id != 0) {
-            cache.insert(*id, loc.clone());
-            cells.insert(*id, cell.to_string());
-        }
+        self.volumes.remember(cell, name, loc, now);
+    }
+
+    /// Forgets every volume location, so that the next use of each volume asks the
+    /// VLDB where it is (OpenAFS's `fs checkvolumes`); how many were forgotten.
+    pub fn check_volumes(&self) -> usize {
+        self.volumes.flush()
     }
 
     /// The cell `fid` belongs to, if we have seen its volume.
     pub fn cell_of(&self, fid: Fid) -> Option<String> {
-        self.volume_cells
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fid.volume)
-            .cloned()
+        self.volumes.cell_of(fid.volume)
     }
 
     /// Reads `len` bytes of `node` at `pos` with FetchData64, recording the promise
-    /// that comes back with them.
+    /// that comes back with them. From the best site of the volume that answers (see
+    /// [`FAILOVER_DEAD_TIME`]): a read-only file from any of its sites (all hold
+    /// the same release), a file of a moved volume from where the VLDB says it went. The
+    /// bytes reach `sink` once one site sent them all: a site that died mid-reply leaves
+    /// nothing half-delivered.
     pub async fn fetch_range(
-        &self,
-        node: &Node,
-        pos: u64,
-        len: u64,
-        sink: impl FnMut(bytes::Bytes) -> std::io::Result<()>,
-    ) -> Result<FetchStatusReply> {
-        if node.volume_type == VolumeType::ReadOnly {
-            return self.fetch_range_from_a_site(node, pos, len, sink).await;
-        }
-        let stamp = self.stamp(node.fid, node.server).await;
-        let reply = self
-            .file_server(node)?
-            .fetch_data(node.fid, pos, len, sink)
-            .await?;
-        self.note_promise(&node.cell, node.fid, node.server, stamp, &reply);
-        Ok(reply)
-    }
-
-    /// [`fetch_range`](Self::fetch_range) of a read-only file: from the best site that
-    /// answers (every site holds the same release), so a site that stops answering
-    /// costs the reader a wait, not an error. The bytes reach `sink` once one site
-    /// sent them all: a site that died mid-reply leaves nothing half-delivered.
-    async fn fetch_range_from_a_site(
         &self,
         node: &Node,
         pos: u64,
@@ -487,7 +442,9 @@ impl Client {
     }
 
     /// Writes `data` at `pos` of `node` with StoreData64 and makes the file
-    /// `file_len` long; records the new status as our own change.
+    /// `file_len` long; records the new status as our own change. A volume that moved
+    /// is followed: a server that refuses with "moved" or "no such volume" stored
+    /// nothing, and the store goes where the VLDB says the volume is now.
     pub async fn store_range(
         &self,
         node: &Node,
@@ -500,15 +457,20 @@ impl Client {
             len: data.len() as u64,
             file_length: file_len,
         };
-        let reply = self
-            .file_server(node)?
-            .store_data(
-                node.fid,
-                &StoreStatus::new(),
-                range,
-                std::io::Cursor::new(data),
-                |_| {},
-            )
+        let (reply, _, _) = self
+            .on_sites(&node.cell, node.fid, |_, fs| {
+                let data = data.clone();
+                async move {
+                    fs.store_data(
+                        node.fid,
+                        &StoreStatus::new(),
+                        range,
+                        std::io::Cursor::new(data),
+                        |_| {},
+                    )
+                    .await
+                }
+            })
             .await?;
         self.note_own_change(node.fid, reply.status);
         Ok(reply.status)
@@ -605,14 +567,7 @@ impl Client {
     }
 
     fn forget_volume(&self, id: u32) {
-        let mut cache = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(loc) = cache.remove(&id) {
-            cache.retain(|_, l| !Arc::ptr_eq(l, &loc));
-            self.volume_names
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|_, (_, l)| !Arc::ptr_eq(l, &loc));
-        }
+        self.volumes.forget(id);
     }
 
     /// Calls made to fileservers by this client, and the bytes moved.
@@ -665,7 +620,9 @@ impl Client {
     }
 
     /// FetchStatus, recording the promise that comes with it, from the best site of the
-    /// volume that answers ([`on_sites`](Self::on_sites)).
+    /// volume that answers: one that does not answer within [`FAILOVER_DEAD_TIME`], or
+    /// whose read-only clone is offline or busy, is left for the next; a volume that moved
+    /// is looked up again.
     pub async fn fetch_status(&self, cell: &str, fid: Fid) -> Result<Node> {
         let (reply, server, volume_type) = self
             .on_sites(cell, fid, |server, fs| async move {

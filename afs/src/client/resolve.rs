@@ -270,12 +270,6 @@ impl Client {
         let now = Instant::now();
         // Only what this identity was told: another's cached answer is not its own.
         let (status, server, expires) = self.coherence.cached_as(fid, &self.who(cell))?;
-        let loc = self
-            .volumes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fid.volume)
-            .cloned()?;
         Some(Node {
             cell: cell.to_string(),
             fid,
@@ -286,7 +280,7 @@ impl Client {
                 expiration_time: expires.saturating_duration_since(now).as_secs() as u32,
                 cb_type: crate::types::CallBackType::Shared,
             },
-            volume_type: loc.type_of(fid.volume)?,
+            volume_type: self.volumes.type_of(fid.volume)?,
         })
     }
 

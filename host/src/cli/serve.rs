@@ -2,7 +2,9 @@
 //! `wasmtime serve` does, one fresh instance per request, with AFS grants, directories
 //! and identity as `run` gives them. SIGINT or SIGTERM stops it gracefully: no new
 //! connections, the requests in flight finish, and what their instances wrote is stored
-//! before the process exits.
+//! before the process exits. SIGHUP makes it forget every volume location, so that the next
+//! use of each volume asks the VLDB where it is (OpenAFS's `fs checkvolumes`, which
+//! otherwise happens on its own within the hour).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -79,6 +81,7 @@ pub fn serve(
             eprintln!("Metrics on http://{}/metrics", listener.local_addr()?);
             tokio::spawn(serve_metrics(listener, metrics, host.clone()));
         }
+        tokio::spawn(check_volumes_on_hangup(host.clone()));
         accept_until_stopped(args.addr, handler.clone(), args.shutdown_timeout).await
     });
     drop(runtime);
@@ -183,6 +186,18 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Prometheus>, host: Ar
             hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service),
         );
+    }
+}
+
+/// On each SIGHUP, forgets every volume location (`fs checkvolumes`).
+async fn check_volumes_on_hangup(host: Arc<Host>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let n = host.client().check_volumes();
+        eprintln!("SIGHUP: forgot the locations of {n} volumes; the VLDB is asked again");
     }
 }
 

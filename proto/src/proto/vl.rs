@@ -28,7 +28,8 @@ pub const PROBE: u32 = 514;
 pub const GET_ENTRY_BY_ID_N: u32 = 518;
 /// Get an `nvldbentry` by name.
 pub const GET_ENTRY_BY_NAME_N: u32 = 519;
-/// Get a `uvldbentry` by volume id (13 servers, UUIDs).
+/// Get a `uvldbentry` by volume id (13 servers, UUIDs). Not in OpenAFS's vlserver
+/// (RXGEN_OPCODE): GetEntryByNameU with the id in decimal is the portable way.
 pub const GET_ENTRY_BY_ID_U: u32 = 526;
 /// Get a `uvldbentry` by name.
 pub const GET_ENTRY_BY_NAME_U: u32 = 527;
