@@ -30,7 +30,12 @@
 #    restart that drops callback state (reset arrival to every mapping zapped, then the
 #    revalidation of all), and a storm of 10,000 breaks from another client (host CPU,
 #    every file then read fresh by every instance). Restarts the fileserver.
-# Usage: [BENCH=all|throughput|latency|mmap|wasi|rxkad|idle|serve|scale] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
+#  - replication: with the second fileserver (cell.sh fs2-up, fs2-down after), a volume
+#    with read-only clones on both: failover (a reader of the clone while the fileserver
+#    it reads from stops; the longest wait for a read, p50/p99 over 20 runs, against
+#    OpenAFS's afsio over 5 runs) and the time from `vos release` to a mapping guest
+#    seeing the released byte.
+# Usage: [BENCH=all|throughput|latency|mmap|wasi|rxkad|idle|serve|scale|replication] [BENCH_CHANGES=100] testcell/bench.sh [MiB] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-100}
@@ -38,7 +43,7 @@ rounds=${2:-3}
 section=${BENCH:-all}
 changes=${BENCH_CHANGES:-100}
 die() { echo "bench: $*" >&2; exit 1; }
-case $section in all | throughput | latency | mmap | wasi | rxkad | idle | serve | scale) ;; *) die "BENCH must be all, throughput, latency, mmap, wasi, rxkad, idle, serve or scale" ;; esac
+case $section in all | throughput | latency | mmap | wasi | rxkad | idle | serve | scale | replication) ;; *) die "BENCH must be all, throughput, latency, mmap, wasi, rxkad, idle, serve, scale or replication" ;; esac
 [[ $changes =~ ^[1-9][0-9]*$ ]] || die "BENCH_CHANGES must be a positive number"
 testcell/cell.sh up >&2
 # afsio crosses the same veth as afs-wasm, not the namespace's loopback.
@@ -221,6 +226,16 @@ scale() {
     target/release/examples/scale_bench testcell/cell.sh "$AFS_TEST_DIR"
 }
 
+replication() {
+    examples/build-guests.sh -q > /dev/null
+    cargo build --release -q -p afs-wasm-host --example replication_bench
+    testcell/cell.sh fs2-up >&2
+    local rc=0
+    target/release/examples/replication_bench testcell/cell.sh || rc=$?
+    testcell/cell.sh fs2-down >&2
+    return $rc
+}
+
 rxkad() {
     testcell/cell.sh --auth up >&2
     local env src want path r level who
@@ -315,7 +330,8 @@ idle() {
 }
 
 case $section in
-    all) throughput; echo; latency; echo; mmap; echo; wasi; echo; rxkad; echo; serve; echo; scale; echo; idle ;;
+    all) throughput; echo; latency; echo; mmap; echo; wasi; echo; rxkad; echo; serve; echo; scale; echo; replication; echo; idle ;;
+    replication) replication ;;
     serve) serve ;;
     scale) scale ;;
     rxkad) rxkad ;;

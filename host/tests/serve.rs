@@ -205,6 +205,41 @@ fn requests_return_the_data_of_the_afs_directory() {
     assert!(server.stop(), "a graceful stop exits 0");
 }
 
+/// SIGHUP is `fs checkvolumes`: the server forgets where volumes are, says how many, and
+/// the next request finds them again through the VLDB.
+#[test]
+fn sighup_forgets_the_volume_locations_and_serving_goes_on() {
+    let _g = shared();
+    let dir = site("<pre>{{content}}</pre>\n", &[("a.txt", "a\n")]);
+    let server = serve_site(&dir);
+    assert_eq!(get(server.addr, "/a.txt").status, 200);
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + SHORT;
+    let forgot = loop {
+        let said = server.stderr.lock().unwrap().iter().find_map(|l| {
+            let n = l.strip_prefix("SIGHUP: forgot the locations of ")?;
+            n.split(' ').next()?.parse::<usize>().ok()
+        });
+        if let Some(n) = said {
+            break n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing said about SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        forgot >= 2,
+        "root.cell and the test volume were known: {forgot}"
+    );
+    let r = get(server.addr, "/a.txt");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("a\n"), "{}", r.body);
+    assert!(server.stop(), "a graceful stop exits 0");
+}
+
 /// While eight clients request a page without pause, afsio rewrites the template five
 /// times. The fileserver breaks our callback before it answers afsio's store, so every
 /// request that starts after afsio returned must render with that change or a later one.
