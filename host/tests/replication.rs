@@ -319,6 +319,12 @@ fn a_vos_move_under_a_reader_and_a_writer_loses_nothing() {
         &[&path, "--interval-ms", "400", "--count", "12"],
     );
     writer.wait_for_lines(3, SHORT);
+    // A client of our own that knew where the volume was changes its directory after.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(afs::client::Client::new(config())).unwrap();
+    let dir = rt.block_on(client.resolve(&volume.ro)).unwrap();
+    rt.block_on(client.create_in(&dir, "before", 0o644))
+        .expect("create before the move");
     cell_sh(&[
         "vos",
         "move",
@@ -339,6 +345,9 @@ fn a_vos_move_under_a_reader_and_a_writer_loses_nothing() {
         examined.contains(&format!("server {} partition /vicepa RW Site", c.server2)),
         "the volume did not move: {examined}"
     );
+    rt.block_on(client.create_in(&dir, "after", 0o644))
+        .expect("create after the move, at the volume's new site");
+    rt.block_on(client.give_up_callbacks());
     let status = writer.wait();
     assert!(status.success(), "the writer failed: {status}");
     let written = writer.lines();

@@ -5,7 +5,8 @@
 //!
 //! Every reply's statuses are recorded as our own change: our callbacks are not broken
 //! by our own changes, so the next lookup in the directory must learn its new data
-//! version from us (and then reads its new contents).
+//! version from us (and then reads its new contents). Each call follows a moved volume
+//! ([`Client::change`]).
 
 use super::*;
 
@@ -41,9 +42,11 @@ impl Client {
     /// the name is taken.
     pub async fn create_in(&self, dir: &Node, name: &str, mode: u32) -> Result<Node> {
         let status = StoreStatus::new().with_mode(mode);
+        let status = &status;
         let reply = self
-            .file_server(dir)?
-            .create_file(dir.fid, name, &status)
+            .change(dir, |fs| async move {
+                fs.create_file(dir.fid, name, status).await
+            })
             .await?;
         self.note_created(dir, &reply);
         Ok(self.node_in(dir, reply.fid, reply.status))
@@ -52,9 +55,12 @@ impl Client {
     /// Makes the directory `name` in `dir`.
     pub async fn make_dir_in(&self, dir: &Node, name: &str, mode: u32) -> Result<Node> {
         let status = StoreStatus::new().with_mode(mode);
+        let status = &status;
         let reply = self
-            .file_server(dir)?
-            .make_dir(dir.fid, name, &status)
+            .change(
+                dir,
+                |fs| async move { fs.make_dir(dir.fid, name, status).await },
+            )
             .await?;
         self.note_created(dir, &reply);
         Ok(self.node_in(dir, reply.fid, reply.status))
@@ -62,7 +68,9 @@ impl Client {
 
     /// Removes the file, symlink or mount point `name` from `dir`.
     pub async fn remove_in(&self, dir: &Node, name: &str) -> Result<()> {
-        let reply = self.file_server(dir)?.remove_file(dir.fid, name).await?;
+        let reply = self
+            .change(dir, |fs| async move { fs.remove_file(dir.fid, name).await })
+            .await?;
         self.note_own_change(dir.fid, reply.status);
         Ok(())
     }
@@ -70,8 +78,7 @@ impl Client {
     /// Removes the empty directory `name` from `dir`.
     pub async fn remove_dir_in(&self, dir: &Node, name: &str) -> Result<()> {
         let reply = self
-            .file_server(dir)?
-            .remove_dir(dir.fid, name)
+            .change(dir, |fs| async move { fs.remove_dir(dir.fid, name).await })
             .await
             .map_err(|e| match e.kind() {
                 // OpenAFS fileservers answer EEXIST for a directory that is not empty.
@@ -86,9 +93,11 @@ impl Client {
     /// for a symlink, 0644 for a mount point, as OpenAFS's tools make them).
     pub async fn symlink_in(&self, dir: &Node, name: &str, target: &str, mode: u32) -> Result<Fid> {
         let status = StoreStatus::new().with_mode(mode);
+        let status = &status;
         let reply = self
-            .file_server(dir)?
-            .symlink(dir.fid, name, target, &status)
+            .change(dir, |fs| async move {
+                fs.symlink(dir.fid, name, target, status).await
+            })
             .await?;
         self.note_own_change(dir.fid, reply.dir_status);
         self.coherence.record_status(reply.fid, reply.status);
@@ -111,8 +120,9 @@ impl Client {
             ));
         }
         let reply = self
-            .file_server(old_dir)?
-            .rename(old_dir.fid, old, new_dir.fid, new)
+            .change(old_dir, |fs| async move {
+                fs.rename(old_dir.fid, old, new_dir.fid, new).await
+            })
             .await
             .map_err(|e| match e.kind() {
                 // OpenAFS fileservers answer EEXIST for a directory that is not empty.
@@ -127,7 +137,12 @@ impl Client {
     /// Makes `name` in `dir` a hard link to `existing`. OpenAFS allows hard links
     /// only within one directory: elsewhere the fileserver answers EXDEV.
     pub async fn link_in(&self, dir: &Node, name: &str, existing: Fid) -> Result<()> {
-        let reply = self.file_server(dir)?.link(dir.fid, name, existing).await?;
+        let reply = self
+            .change(
+                dir,
+                |fs| async move { fs.link(dir.fid, name, existing).await },
+            )
+            .await?;
         self.note_own_change(dir.fid, reply.dir_status);
         self.note_own_change(existing, reply.status);
         Ok(())
@@ -137,8 +152,10 @@ impl Client {
     /// with its new status.
     pub async fn store_status(&self, node: &Node, status: &StoreStatus) -> Result<Node> {
         let reply = self
-            .file_server(node)?
-            .store_status(node.fid, status)
+            .change(
+                node,
+                |fs| async move { fs.store_status(node.fid, status).await },
+            )
             .await?;
         self.note_own_change(node.fid, reply.status);
         let mut node = node.clone();

@@ -457,8 +457,8 @@ impl Client {
             len: data.len() as u64,
             file_length: file_len,
         };
-        let (reply, _, _) = self
-            .on_sites(&node.cell, node.fid, |_, fs| {
+        let reply = self
+            .change(node, |fs| {
                 let data = data.clone();
                 async move {
                     fs.store_data(
@@ -474,6 +474,18 @@ impl Client {
             .await?;
         self.note_own_change(node.fid, reply.status);
         Ok(reply.status)
+    }
+
+    /// A call that changes something in `node`'s volume, on the volume's site: a server
+    /// that refused with "moved" or "no such volume" changed nothing, so the call is made
+    /// again where the VLDB says the volume is now ([`on_sites`](Self::on_sites)).
+    async fn change<T, F, Fut>(&self, node: &Node, mut op: F) -> Result<T>
+    where
+        F: FnMut(FileServer) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let (v, _, _) = self.on_sites(&node.cell, node.fid, |_, fs| op(fs)).await?;
+        Ok(v)
     }
 
     /// The fileservers holding `fid`'s volume, in the order to try them: the first use of
